@@ -1,0 +1,30 @@
+"""fastconv: readable, fast convolutions for learning, teaching and benchmarking CNNs.
+
+Numba CPU kernels (and CuPy CUDA kernels) for direct, im2col-GEMM and transposed convolutions
+with every gradient; a small autograd layer graph on them; and the interpretability tools of a
+CNN course on that graph.
+
+Example:
+    >>> import numpy as np, fastconv
+    >>> x = np.random.rand(2, 3, 16, 16).astype(np.float32)
+    >>> w = np.random.rand(8, 3, 3, 3).astype(np.float32)
+    >>> fastconv.conv2d(x, w, padding='same').shape
+    (2, 8, 16, 16)
+"""
+from fastconv import _runtime  # noqa: F401  (threading layer and cache setup before numba loads)
+from fastconv import grad
+from fastconv.functional import conv1d, conv2d, conv_transpose1d, conv_transpose2d, pad
+from fastconv.geometry import ConvGeometry, conv_geometry, output_shape, transposed_geometry
+from fastconv.matrix import conv_matrix
+
+__version__ = "0.1.0"
+
+__all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "pad", "grad",
+           "output_shape", "conv_geometry", "transposed_geometry", "ConvGeometry", "conv_matrix",
+           "warm"]
+
+
+def warm() -> None:
+    """Compile (or load from Numba's on-disk cache) every CPU kernel, for float32 and float64."""
+    from fastconv.backends import cpu
+    cpu.warm()

@@ -1,0 +1,39 @@
+"""Backend dispatch by array type: NumPy arrays run on the CPU, CuPy arrays on CUDA.
+
+CuPy is imported only when a CuPy array is seen (or CUDA is asked for by name), so fastconv
+imports and runs on machines without a GPU.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+
+def is_cupy_array(a) -> bool:
+    """True when ``a`` is a CuPy array (checked without importing CuPy)."""
+    return type(a).__module__.startswith("cupy") and "cupy" in sys.modules
+
+
+def get_backend(array=None, device: str | None = None):
+    """The backend module for ``array`` (or for ``device``: 'cpu' or 'cuda')."""
+    if device is None:
+        device = "cuda" if (array is not None and is_cupy_array(array)) else "cpu"
+    if device == "cpu":
+        from fastconv.backends import cpu
+        return cpu
+    if device == "cuda":
+        try:
+            return importlib.import_module("fastconv.backends.cuda")
+        except ImportError as exc:  # CuPy missing or no CUDA driver
+            raise RuntimeError(f"the CUDA backend is unavailable: {exc}. Install the 'gpu' extra "
+                               f"(pip install 'fastconv[gpu]') on a machine with an NVIDIA GPU.") from exc
+    raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+
+
+def get_xp(array):
+    """The array module (numpy or cupy) that ``array`` belongs to."""
+    if is_cupy_array(array):
+        import cupy
+        return cupy
+    import numpy
+    return numpy

@@ -1,0 +1,1 @@
+"""Numba CPU kernels (float32 and float64 only; every kernel is compiled lazily and cached)."""

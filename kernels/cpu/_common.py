@@ -1,0 +1,17 @@
+"""Small helpers shared by the CPU kernels."""
+from numba import njit
+
+# Reductions may be reassociated (so they vectorize) and multiply-adds fused, but NaN/Inf
+# semantics are kept: no 'fast' flag set, so a NaN in the input still shows up in the output.
+FASTMATH = {"reassoc", "contract"}
+
+
+@njit(inline="always", cache=True)
+def valid_range(lo, hi, offset, step, size):
+    """Output indices o in [lo, hi) with 0 <= o*step + offset < size, as (first, stop).
+
+    -(offset // step) is ceil(-offset / step) under floor division, which Numba keeps.
+    """
+    first = max(lo, -(offset // step))
+    stop = min(hi, (size - 1 - offset) // step + 1)
+    return first, max(first, stop)

@@ -1,0 +1,1 @@
+"""CUDA C++ sources (``*.cu``), shipped as package data and compiled lazily by CuPy."""
