@@ -8,34 +8,100 @@ and ``geom`` is a validated :class:`~fastconv.geometry.ConvGeometry`):
     conv_grad_weight(x, dy, geom, algo) -> dw  (C_out, C_in/groups, KH, KW)
 
 Algorithms: ``'direct'`` (Numba loops; best for depthwise, few channels and 1-D) and
-``'im2col'`` (columns built per tile in a reused workspace, then one batched BLAS matmul per
-tile; a pointwise 1x1 convolution skips the column build and multiplies the input in place).
+``'im2col'``: a pointwise 1x1 convolution is one batched matmul on the input itself; otherwise
+each thread unfolds cache-sized tiles of output rows and multiplies them with a
+single-threaded GEMM (``kernels/cpu/gemm.py``). When there are too few tiles to keep every
+core busy, the columns of whole images are built in a reused workspace instead and multiplied
+by the multi-threaded BLAS.
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import glob
+import os
 import threading
 
+import numba
 import numpy as np
 
 from fastconv.geometry import ConvGeometry
-from fastconv.kernels.cpu import direct, im2col as _im2col
+from fastconv.kernels.cpu import direct, gemm, im2col as _im2col
 
 ALGOS = ("direct", "im2col")
 name = "cpu"
 xp = np
 
-#: Bytes the im2col column buffer may take; the batch and then the output rows are tiled to fit.
+#: Bytes the whole-image im2col workspace may take; the batch and then the output rows are tiled to fit.
 WORKSPACE_BYTES = 32 * 1024 * 1024
+#: Bytes of one thread's column tile in the tiled GEMM path (kept well inside a core's L2 cache).
+TILE_BYTES = 512 * 1024
 _X_TILE_1D = 4096
 _local = threading.local()
 
 
 def choose_algo(geom: ConvGeometry) -> str:
-    """The rule behind ``algo='auto'``: direct where the reduction is short, GEMM elsewhere."""
-    kg = (geom.C_in // geom.groups) * geom.kernel[0] * geom.kernel[1]
-    if geom.is_depthwise or kg < 16 or geom.groups * 4 > geom.C_in:
+    """The rule behind ``algo='auto'``: direct where each output sums few products, GEMM elsewhere."""
+    cg = geom.C_in // geom.groups
+    kg = cg * geom.kernel[0] * geom.kernel[1]
+    if geom.is_depthwise or kg < 16 or (geom.groups > 1 and cg < 4):
         return "direct"
     return "im2col"
+
+
+def _find_numba_blas_setter():
+    """openblas_set_num_threads of the BLAS that Numba's np.dot calls (SciPy's), or None."""
+    import scipy
+    import scipy.linalg.cython_blas  # noqa: F401  (loads the library)
+    libdir = os.path.join(os.path.dirname(os.path.dirname(scipy.__file__)), "scipy.libs")
+    for path in glob.glob(os.path.join(libdir, "*openblas*")):
+        lib = ctypes.CDLL(path)
+        for prefix in ("scipy_openblas", "openblas"):
+            setter = getattr(lib, prefix + "_set_num_threads", None)
+            getter = getattr(lib, prefix + "_get_num_threads", None)
+            if setter is not None and getter is not None:
+                getter.restype = ctypes.c_int
+                return setter, getter
+    return None
+
+
+_blas_threads = None
+
+
+@contextlib.contextmanager
+def single_threaded_blas():
+    """Run the tiled kernels with one BLAS thread per Numba thread (no nested oversubscription).
+
+    If SciPy's OpenBLAS cannot be found (another BLAS vendor), nothing is changed: the result
+    is the same, only the threads may oversubscribe the cores.
+    """
+    global _blas_threads
+    if _blas_threads is None:
+        try:
+            _blas_threads = _find_numba_blas_setter() or False
+        except (OSError, ImportError):
+            _blas_threads = False
+    if not _blas_threads:
+        yield
+        return
+    setter, getter = _blas_threads
+    before = getter()
+    setter(1)
+    try:
+        yield
+    finally:
+        setter(before)
+
+
+def _tile_rows(g: ConvGeometry, dtype, tasks_per_row_tile: int) -> int:
+    """Output rows per tile: fit TILE_BYTES, but leave at least two tiles per thread."""
+    Ho, Wo = g.out_size
+    kg = (g.C_in // g.groups) * g.kernel[0] * g.kernel[1]
+    rows = max(1, TILE_BYTES // (kg * Wo * np.dtype(dtype).itemsize))
+    want_tiles = 2 * numba.get_num_threads()
+    if tasks_per_row_tile * -(-Ho // rows) < want_tiles:
+        rows = max(1, Ho * tasks_per_row_tile // want_tiles)
+    return min(rows, Ho)
 
 
 def _workspace(n_items: int, dtype) -> np.ndarray:
@@ -102,6 +168,13 @@ def conv_forward(x, w, g: ConvGeometry, algo: str):
         return y
     Wo = g.out_size[1]
     wm = _wmat(w, g)
+    if not g.is_pointwise:
+        rows = _tile_rows(g, x.dtype, g.N * g.groups)
+        nchunks = min(numba.get_num_threads(), g.N * g.groups * -(-g.out_size[0] // rows))
+        with single_threaded_blas():
+            gemm.conv_forward(x, np.ascontiguousarray(wm), y, rows, nchunks, g.kernel[0], g.kernel[1],
+                              *_geom_ints(g))
+        return y
     yv = y.reshape(g.N, g.groups, g.C_out // g.groups, -1)
     for n0, B, y0, y1 in _tiles(g, x.dtype):
         cols = _columns(x, g, n0, B, y0, y1)
@@ -124,6 +197,12 @@ def conv_grad_input(dy, w, g: ConvGeometry, algo: str):
     if g.is_pointwise:
         return np.matmul(wt, dyv).reshape(g.x_shape)
     dx = np.zeros(g.x_shape, dy.dtype)
+    if g.N * G >= 2 * numba.get_num_threads():
+        rows = _tile_rows(g, dy.dtype, g.N * G)
+        with single_threaded_blas():
+            gemm.conv_grad_input(dy, np.ascontiguousarray(wt), dx, rows, g.kernel[0], g.kernel[1],
+                                 *_geom_ints(g))
+        return dx
     sh, sw, dh, dw, ph, pw = _geom_ints(g)
     Kg = wt.shape[1]
     for n0, B, y0, y1 in _tiles(g, dy.dtype):
@@ -142,6 +221,14 @@ def conv_grad_weight(x, dy, g: ConvGeometry, algo: str):
         return dwt
     G, Wo = g.groups, g.out_size[1]
     Og = g.C_out // G
+    Kg = (g.C_in // G) * g.kernel[0] * g.kernel[1]
+    if not g.is_pointwise:
+        rows = _tile_rows(g, x.dtype, g.N * G)
+        nchunks = min(numba.get_num_threads(), g.N * G * -(-g.out_size[0] // rows))
+        partial = np.zeros((nchunks, G, Og, Kg), x.dtype)
+        with single_threaded_blas():
+            gemm.conv_grad_weight(x, dy, partial, rows, g.kernel[0], g.kernel[1], *_geom_ints(g))
+        return partial.sum(axis=0).reshape(g.w_shape)
     dyv = dy.reshape(g.N, G, Og, -1)
     acc = np.zeros((G, Og, (g.C_in // G) * g.kernel[0] * g.kernel[1]), x.dtype)
     for n0, B, y0, y1 in _tiles(g, x.dtype):
@@ -157,3 +244,4 @@ def warm() -> None:
     for dtype in (np.float32, np.float64):
         direct.warm(dtype)
         _im2col.warm(dtype)
+        gemm.warm(dtype)

@@ -1,0 +1,179 @@
+"""Tiled im2col + GEMM convolutions: each thread builds a cache-sized column tile and multiplies it.
+
+Building the whole column matrix first and multiplying it afterwards streams K*K copies of the
+input through main memory twice; here a tile of ``rows`` output rows is unfolded into a buffer
+small enough to stay in the core's L2 cache and is consumed by a single-threaded BLAS GEMM
+(``np.dot``, which Numba lowers to SciPy's BLAS) right away. Parallelism is over tiles: the
+tasks are split into ``nchunks`` contiguous chunks, one per thread, so every chunk allocates its
+buffers once. The caller keeps BLAS single-threaded while these run (two levels of threads
+would oversubscribe the cores).
+
+Weights arrive grouped: ``wm`` is (G, Og, Kg) with Kg = Cg*KH*KW and rows ordered (c, i, j),
+the order ``im2col.im2col`` writes.
+"""
+import numpy as np
+from numba import njit, prange
+
+from ._common import valid_range
+
+
+@njit(inline="always")
+def _fill(x, cols, n, c0, Cg, y0, y1, KH, KW, sh, sw, dh, dw, ph, pw, Wo):
+    """cols[(c, i, j), p] for channels c0..c0+Cg of image n and output rows y0..y1."""
+    H, W = x.shape[2], x.shape[3]
+    for r in range(Cg * KH * KW):
+        c = c0 + r // (KH * KW)
+        i = (r // KW) % KH
+        j = r % KW
+        off = j * dw - pw
+        xa, xb = valid_range(0, Wo, off, sw, W)
+        for yo in range(y0, y1):
+            p0 = (yo - y0) * Wo
+            yi = yo * sh + i * dh - ph
+            if yi < 0 or yi >= H:
+                for t in range(Wo):
+                    cols[r, p0 + t] = 0.0
+                continue
+            for t in range(xa):
+                cols[r, p0 + t] = 0.0
+            if sw == 1:
+                for t in range(xa, xb):
+                    cols[r, p0 + t] = x[n, c, yi, t + off]
+            else:
+                for t in range(xa, xb):
+                    cols[r, p0 + t] = x[n, c, yi, t * sw + off]
+            for t in range(xb, Wo):
+                cols[r, p0 + t] = 0.0
+
+
+@njit(inline="always")
+def _fold(cols, dx, n, c0, Cg, y0, y1, KH, KW, sh, sw, dh, dw, ph, pw, Wo):
+    """dx[n, c0 + c] += the columns of a tile (the adjoint of ``_fill``)."""
+    H, W = dx.shape[2], dx.shape[3]
+    for r in range(Cg * KH * KW):
+        c = c0 + r // (KH * KW)
+        i = (r // KW) % KH
+        j = r % KW
+        off = j * dw - pw
+        xa, xb = valid_range(0, Wo, off, sw, W)
+        for yo in range(y0, y1):
+            yi = yo * sh + i * dh - ph
+            if yi < 0 or yi >= H:
+                continue
+            p0 = (yo - y0) * Wo
+            if sw == 1:
+                for t in range(xa, xb):
+                    dx[n, c, yi, t + off] += cols[r, p0 + t]
+            else:
+                for t in range(xa, xb):
+                    dx[n, c, yi, t * sw + off] += cols[r, p0 + t]
+
+
+@njit(parallel=True, cache=True)
+def conv_forward(x, wm, y, rows, nchunks, KH, KW, sh, sw, dh, dw, ph, pw):
+    """y[n, g*Og:(g+1)*Og, tile] = wm[g] @ columns(tile), tile by tile."""
+    N, C = x.shape[0], x.shape[1]
+    G, Og, Kg = wm.shape
+    Cg = C // G
+    Ho, Wo = y.shape[2], y.shape[3]
+    nty = (Ho + rows - 1) // rows
+    ntasks = N * G * nty
+    for chunk in prange(nchunks):
+        colbuf = np.empty(Kg * rows * Wo, x.dtype)
+        outbuf = np.empty(Og * rows * Wo, x.dtype)
+        for task in range(chunk * ntasks // nchunks, (chunk + 1) * ntasks // nchunks):
+            ty = task % nty
+            g = (task // nty) % G
+            n = task // (nty * G)
+            y0 = ty * rows
+            y1 = min(Ho, y0 + rows)
+            P = (y1 - y0) * Wo
+            cols = colbuf[:Kg * P].reshape((Kg, P))
+            out = outbuf[:Og * P].reshape((Og, P))
+            _fill(x, cols, n, g * Cg, Cg, y0, y1, KH, KW, sh, sw, dh, dw, ph, pw, Wo)
+            np.dot(wm[g], cols, out)
+            for o in range(Og):
+                for yo in range(y0, y1):
+                    p0 = (yo - y0) * Wo
+                    for t in range(Wo):
+                        y[n, g * Og + o, yo, t] = out[o, p0 + t]
+
+
+@njit(parallel=True, cache=True)
+def conv_grad_input(dy, wt, dx, rows, KH, KW, sh, sw, dh, dw, ph, pw):
+    """dx[n, group g] = col2im(wt[g] @ dy tile) for every tile; one task per (image, group).
+
+    Output-row tiles of one image fold into overlapping input rows, so the tiles of an
+    (image, group) pair run in order inside one task and no two tasks touch the same element.
+    ``wt`` is (G, Kg, Og), the per-group transposed weight, and ``dx`` is zeroed by the caller.
+    """
+    N, C = dx.shape[0], dx.shape[1]
+    G, Kg, Og = wt.shape
+    Cg = C // G
+    Ho, Wo = dy.shape[2], dy.shape[3]
+    for task in prange(N * G):
+        g = task % G
+        n = task // G
+        colbuf = np.empty(Kg * rows * Wo, dy.dtype)
+        dybuf = np.empty(Og * rows * Wo, dy.dtype)
+        for y0 in range(0, Ho, rows):
+            y1 = min(Ho, y0 + rows)
+            P = (y1 - y0) * Wo
+            dyt = dybuf[:Og * P].reshape((Og, P))
+            for o in range(Og):
+                for yo in range(y0, y1):
+                    p0 = (yo - y0) * Wo
+                    for t in range(Wo):
+                        dyt[o, p0 + t] = dy[n, g * Og + o, yo, t]
+            cols = colbuf[:Kg * P].reshape((Kg, P))
+            np.dot(wt[g], dyt, cols)
+            _fold(cols, dx, n, g * Cg, Cg, y0, y1, KH, KW, sh, sw, dh, dw, ph, pw, Wo)
+
+
+@njit(parallel=True, cache=True)
+def conv_grad_weight(x, dy, partial, rows, KH, KW, sh, sw, dh, dw, ph, pw):
+    """partial[chunk, g] = sum over the chunk's tiles of dy_tile @ columns(tile)^T.
+
+    ``partial`` is (nchunks, G, Og, Kg), zeroed by the caller, who sums it over chunks: each
+    chunk owns its slice, so no two threads ever add into one element.
+    """
+    N, C = x.shape[0], x.shape[1]
+    nchunks, G, Og, Kg = partial.shape
+    Cg = C // G
+    Ho, Wo = dy.shape[2], dy.shape[3]
+    nty = (Ho + rows - 1) // rows
+    ntasks = N * G * nty
+    for chunk in prange(nchunks):
+        colbuf = np.empty(Kg * rows * Wo, x.dtype)
+        dybuf = np.empty(Og * rows * Wo, x.dtype)
+        prod = np.empty((Og, Kg), x.dtype)
+        for task in range(chunk * ntasks // nchunks, (chunk + 1) * ntasks // nchunks):
+            ty = task % nty
+            g = (task // nty) % G
+            n = task // (nty * G)
+            y0 = ty * rows
+            y1 = min(Ho, y0 + rows)
+            P = (y1 - y0) * Wo
+            cols = colbuf[:Kg * P].reshape((Kg, P))
+            _fill(x, cols, n, g * Cg, Cg, y0, y1, KH, KW, sh, sw, dh, dw, ph, pw, Wo)
+            dyt = dybuf[:Og * P].reshape((Og, P))
+            for o in range(Og):
+                for yo in range(y0, y1):
+                    p0 = (yo - y0) * Wo
+                    for t in range(Wo):
+                        dyt[o, p0 + t] = dy[n, g * Og + o, yo, t]
+            np.dot(dyt, cols.T, prod)
+            acc = partial[chunk, g]
+            for o in range(Og):
+                for k in range(Kg):
+                    acc[o, k] += prod[o, k]
+
+
+def warm(dtype) -> None:
+    """Compile (or load from cache) every kernel of this module for ``dtype``."""
+    x = np.ones((1, 2, 3, 3), dtype)
+    wm = np.ones((1, 2, 8), dtype)
+    y = np.empty((1, 2, 2, 2), dtype)
+    conv_forward(x, wm, y, 1, 1, 2, 2, 1, 1, 1, 1, 0, 0)
+    conv_grad_input(y, np.ascontiguousarray(wm.transpose(0, 2, 1)), np.zeros_like(x), 1, 2, 2, 1, 1, 1, 1, 0, 0)
+    conv_grad_weight(x, y, np.zeros((1, 1, 2, 8), dtype), 1, 2, 2, 1, 1, 1, 1, 0, 0)

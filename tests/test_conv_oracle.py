@@ -1,0 +1,182 @@
+"""Every convolution and algorithm against the float64 references in tests/oracle.py."""
+import itertools
+
+import numpy as np
+import pytest
+
+import fastconv
+from oracle import ref_conv, ref_conv_transpose, rel_err, same_pairs
+
+ALGOS = ["direct", "im2col", "auto"]
+TOL = {np.float32: 1e-5, np.float64: 1e-12}
+
+
+def _pairs(padding, in_size, kernel, stride, dilation):
+    nd = len(in_size)
+    if padding == "same":
+        return same_pairs(in_size, kernel, stride, dilation)
+    if padding == "valid":
+        return [(0, 0)] * nd
+    if isinstance(padding, int):
+        return [(padding, padding)] * nd
+    return [tuple(p) if isinstance(p, tuple) else (p, p) for p in padding]
+
+
+def _tuple(v, nd):
+    return (v,) * nd if isinstance(v, int) else tuple(v)
+
+
+CASES_2D = list(itertools.product(
+    [1, 2, (2, 1)],                                  # stride
+    [0, 1, "same", "valid", ((1, 2), (0, 1))],       # padding
+    [1, 2],                                          # dilation
+    [1, 2],                                          # groups
+))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("stride,padding,dilation,groups", CASES_2D)
+def test_conv2d_matches_reference(rng, dtype, algo, stride, padding, dilation, groups):
+    x = rng.standard_normal((2, 4, 9, 8)).astype(dtype)
+    w = rng.standard_normal((6, 4 // groups, 3, 2)).astype(dtype)
+    b = rng.standard_normal(6).astype(dtype)
+    y = fastconv.conv2d(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups, algo=algo)
+    s, d = _tuple(stride, 2), _tuple(dilation, 2)
+    ref = ref_conv(x, w, s, _pairs(padding, (9, 8), (3, 2), s, d), d, groups) + b[:, None, None]
+    assert y.dtype == dtype and y.shape == ref.shape
+    assert rel_err(y, ref) < TOL[dtype]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("stride,padding,dilation,groups", list(itertools.product(
+    [1, 3], [0, 2, "same", "valid", [(0, 3)]], [1, 2], [1, 3])))
+def test_conv1d_matches_reference(rng, dtype, algo, stride, padding, dilation, groups):
+    x = rng.standard_normal((2, 6, 17)).astype(dtype)
+    w = rng.standard_normal((3, 6 // groups, 4)).astype(dtype)
+    y = fastconv.conv1d(x, w, stride=stride, padding=padding, dilation=dilation, groups=groups, algo=algo)
+    ref = ref_conv(x, w, (stride,), _pairs(padding, (17,), (4,), (stride,), (dilation,)), (dilation,), groups)
+    assert y.shape == ref.shape
+    assert rel_err(y, ref) < TOL[dtype]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("stride,padding,output_padding,dilation,groups", [
+    (1, 0, 0, 1, 1), (2, 1, 1, 1, 1), (2, 0, 0, 2, 2), (3, 1, 2, 1, 1), ((2, 1), ((1, 0), (2, 1)), (1, 0), 1, 2),
+    (2, 1, 0, 3, 1), (1, 2, 0, 1, 2), (2, 0, 2, 3, 1),
+])
+def test_conv_transpose2d_matches_reference(rng, dtype, algo, stride, padding, output_padding, dilation, groups):
+    x = rng.standard_normal((2, 4, 5, 6)).astype(dtype)
+    w = rng.standard_normal((4, 3, 3, 4)).astype(dtype)
+    b = rng.standard_normal(3 * groups).astype(dtype)
+    y = fastconv.conv_transpose2d(x, w, b, stride=stride, padding=padding, output_padding=output_padding,
+                                  groups=groups, dilation=dilation, algo=algo)
+    s, d, op = _tuple(stride, 2), _tuple(dilation, 2), _tuple(output_padding, 2)
+    pairs = [(padding, padding)] * 2 if isinstance(padding, int) else list(padding)
+    ref = ref_conv_transpose(x, w, s, pairs, op, d, groups) + b[:, None, None]
+    assert y.shape == ref.shape
+    assert rel_err(y, ref) < TOL[dtype]
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("stride,padding,output_padding,dilation,groups", [
+    (1, 0, 0, 1, 1), (2, 1, 1, 1, 2), (3, [(2, 0)], 2, 2, 1), (2, 0, 1, 1, 4),
+])
+def test_conv_transpose1d_matches_reference(rng, algo, stride, padding, output_padding, dilation, groups):
+    x = rng.standard_normal((3, 4, 7))
+    w = rng.standard_normal((4, 2, 3))
+    y = fastconv.conv_transpose1d(x, w, stride=stride, padding=padding, output_padding=output_padding,
+                                  groups=groups, dilation=dilation, algo=algo)
+    pairs = [(padding, padding)] if isinstance(padding, int) else padding
+    ref = ref_conv_transpose(x, w, (stride,), pairs, (output_padding,), (dilation,), groups)
+    assert y.shape == ref.shape
+    assert rel_err(y, ref) < 1e-12
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_depthwise_and_multiplier(rng, algo):
+    x = rng.standard_normal((2, 5, 11, 10)).astype(np.float32)
+    for mult in (1, 3):
+        w = rng.standard_normal((5 * mult, 1, 5, 5)).astype(np.float32)
+        y = fastconv.conv2d(x, w, stride=2, padding="same", groups=5, algo=algo)
+        ref = ref_conv(x, w, (2, 2), same_pairs((11, 10), (5, 5), (2, 2), (1, 1)), (1, 1), 5)
+        assert rel_err(y, ref) < 1e-5
+
+
+def test_pointwise_1x1_is_matmul(rng):
+    x = rng.standard_normal((3, 16, 7, 5))
+    w = rng.standard_normal((8, 16, 1, 1))
+    y = fastconv.conv2d(x, w, algo="im2col")
+    ref = np.einsum("oc,nchw->nohw", w[:, :, 0, 0], x)
+    assert rel_err(y, ref) < 1e-13
+
+
+def test_long_1d_signal_is_split_across_threads(rng):
+    """A single long channel exercises the direct kernel's output-width tiling."""
+    x = rng.standard_normal((1, 1, 20001)).astype(np.float32)
+    w = np.full((1, 1, 3), 1 / 3, np.float32)
+    y = fastconv.conv1d(x, w)
+    np.testing.assert_allclose(y[0, 0], np.correlate(x[0, 0], w[0, 0], "valid"), rtol=1e-5, atol=1e-6)
+
+
+def test_non_contiguous_inputs(rng):
+    base = rng.standard_normal((2, 8, 12, 14)).astype(np.float32)
+    x = base[:, ::2, ::-1, 1::2]                 # strided, reversed, offset view
+    w = np.asfortranarray(rng.standard_normal((4, 4, 3, 3)).astype(np.float32))
+    for algo in ALGOS:
+        y = fastconv.conv2d(x, w, padding=1, algo=algo)
+        assert rel_err(y, ref_conv(x, w, (1, 1), [(1, 1), (1, 1)], (1, 1), 1)) < 1e-5
+
+
+def test_large_batch_tiles_the_workspace(rng, monkeypatch):
+    """Small workspaces force row tiles and batch tiles on every GEMM path: results must not change."""
+    from fastconv.backends import cpu
+    x = rng.standard_normal((3, 4, 15, 13))
+    w = rng.standard_normal((5, 4, 3, 3))
+    ref = ref_conv(x, w, (2, 1), [(1, 1), (1, 1)], (1, 1), 1)
+    for budget in (4 * 36 * 7 * 8, 36 * 13 * 8 * 3, 1):
+        monkeypatch.setattr(cpu, "WORKSPACE_BYTES", budget)
+        monkeypatch.setattr(cpu, "TILE_BYTES", budget)
+        assert rel_err(fastconv.conv2d(x, w, stride=(2, 1), padding=1, algo="im2col"), ref) < 1e-12
+        gy = rng.standard_normal(ref.shape)
+        gx = fastconv.grad.conv2d_input(x.shape, w, gy, stride=(2, 1), padding=1, algo="im2col")
+        gx_ref = fastconv.grad.conv2d_input(x.shape, w, gy, stride=(2, 1), padding=1, algo="direct")
+        assert rel_err(gx, gx_ref) < 1e-12
+        gw = fastconv.grad.conv2d_weight(x, w.shape, gy, stride=(2, 1), padding=1, algo="im2col")
+        gw_ref = fastconv.grad.conv2d_weight(x, w.shape, gy, stride=(2, 1), padding=1, algo="direct")
+        assert rel_err(gw, gw_ref) < 1e-12
+
+
+@pytest.mark.parametrize("mode,np_mode", [("reflect", "reflect"), ("replicate", "edge"), ("circular", "wrap")])
+def test_padding_modes(rng, mode, np_mode):
+    x = rng.standard_normal((2, 3, 7, 6))
+    w = rng.standard_normal((4, 3, 3, 3))
+    y = fastconv.conv2d(x, w, padding=((1, 2), (2, 1)), padding_mode=mode)
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 2), (2, 1)), mode=np_mode)
+    assert rel_err(y, ref_conv(xp, w, (1, 1), [(0, 0), (0, 0)], (1, 1), 1)) < 1e-12
+    y1 = fastconv.conv1d(x[:, :, 0], w[:, :, 0], padding="same", padding_mode=mode)
+    xp1 = np.pad(x[:, :, 0], ((0, 0), (0, 0), (1, 1)), mode=np_mode)
+    assert rel_err(y1, ref_conv(xp1, w[:, :, 0], (1,), [(0, 0)], (1,), 1)) < 1e-12
+
+
+def test_against_pytorch_when_installed(rng):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = rng.standard_normal((2, 6, 13, 11)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    wt = rng.standard_normal((6, 2, 4, 4)).astype(np.float32)
+    t = torch.from_numpy
+    cases = [
+        (fastconv.conv2d(x, w, stride=2, padding=1, dilation=2, groups=2),
+         F.conv2d(t(x), t(w), stride=2, padding=1, dilation=2, groups=2)),
+        (fastconv.conv_transpose2d(x, wt, stride=2, padding=1, output_padding=1, groups=3),
+         F.conv_transpose2d(t(x), t(wt), stride=2, padding=1, output_padding=1, groups=3)),
+        (fastconv.conv2d(x, w, padding=1, groups=2, padding_mode="reflect"),
+         F.conv2d(F.pad(t(x), (1, 1, 1, 1), mode="reflect"), t(w), groups=2)),
+        (fastconv.conv2d(x, w, padding="same", groups=2),
+         F.conv2d(t(x), t(w), padding="same", groups=2)),
+    ]
+    for ours, theirs in cases:
+        assert rel_err(ours, theirs.numpy()) < 1e-5
