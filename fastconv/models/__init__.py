@@ -1,6 +1,6 @@
 """Pretrained models and their I/O: PyTorch weight files, ImageNet labels and preprocessing.
 
-Importing this package needs neither torch nor numba.
+Importing this package needs neither torch nor numba; the models load the engine on first use.
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 from .imagenet import (
     SAMPLE_IMAGES,
     imagenet_labels,
+    imagenet_pixels,
     imagenet_preprocess,
     imagenet_unpreprocess,
     label_index,
@@ -25,6 +26,9 @@ __all__ = [
     "UnsafePickleError",
     "efficientnet_lite0_weights_path",
     "imagenet_labels",
+    "imagenet_pixels",
+    "efficientnet_lite0",
+    "EfficientNetLite0",
     "imagenet_preprocess",
     "imagenet_unpreprocess",
     "label_index",
@@ -32,3 +36,11 @@ __all__ = [
     "sample_image",
     "save_torch_zip",
 ]
+
+
+def __getattr__(name):
+    # the models import the layer graph (and so Numba); weights and labels alone do not need it
+    if name in ("efficientnet_lite0", "EfficientNetLite0"):
+        from . import efficientnet
+        return getattr(efficientnet, name)
+    raise AttributeError(f"module 'fastconv.models' has no attribute {name!r}")

@@ -125,23 +125,24 @@ def _to_pil_rgb(image: ImageLike):
     return Image.fromarray(np.ascontiguousarray(arr), "RGB")
 
 
-def imagenet_preprocess(image: ImageLike, size: int = 224, crop: float = 0.875) -> np.ndarray:
-    """Turn a photo into EfficientNet-Lite input: centre crop, bicubic resize, scale.
+def imagenet_pixels(image: ImageLike, size: int = 224, crop: float = 0.875) -> np.ndarray:
+    """Centre-crop and resize a photo as EfficientNet-Lite expects, keeping pixel units.
 
-    The crop is ``int(crop * short side)`` pixels square, centred as in the
-    TensorFlow reference; values become ``(pixel - 127) / 128``.
+    The crop is ``int(crop * short side)`` pixels square, centred as in the TensorFlow
+    reference, then resized bicubically (Pillow) to ``size`` x ``size``.
 
     Args:
-        image: a path, a PIL image, or a uint8 array (H, W), (H, W, 3) or
-            (H, W, 4); grey is repeated to RGB, alpha is dropped.
+        image: a path, a PIL image, or a uint8 array (H, W), (H, W, 3) or (H, W, 4); grey is
+            repeated to RGB, alpha is dropped.
         size: output height and width (default 224).
         crop: fraction of the short side kept (default 0.875).
 
     Returns:
-        float32 array (3, size, size), values in [-0.9921875, 1.0].
+        float32 array (3, size, size) of RGB values in 0..255, the input of
+        ``efficientnet_lite0()`` (whose first layer normalizes).
 
     Example:
-        >>> imagenet_preprocess(sample_image("coffee")).shape
+        >>> imagenet_pixels(sample_image("coffee")).shape
         (3, 224, 224)
     """
     from PIL import Image
@@ -155,8 +156,24 @@ def imagenet_preprocess(image: ImageLike, size: int = 224, crop: float = 0.875) 
     # Crop first: resize(box=...) would let pixels outside the crop bleed into the edges.
     img = img.crop((left, top, left + side, top + side))
     img = img.resize((size, size), Image.Resampling.BICUBIC)
-    x = (np.asarray(img, dtype=np.float32) - 127.0) / 128.0
-    return np.ascontiguousarray(x.transpose(2, 0, 1))
+    return np.ascontiguousarray(np.asarray(img, dtype=np.float32).transpose(2, 0, 1))
+
+
+def imagenet_preprocess(image: ImageLike, size: int = 224, crop: float = 0.875) -> np.ndarray:
+    """Turn a photo into normalized EfficientNet-Lite input: :func:`imagenet_pixels`, then (pixel - 127) / 128.
+
+    Args:
+        image, size, crop: as :func:`imagenet_pixels`.
+
+    Returns:
+        float32 array (3, size, size), values in [-0.9921875, 1.0], the input of
+        ``efficientnet_lite0(input='normalized')``.
+
+    Example:
+        >>> imagenet_preprocess(sample_image("coffee")).shape
+        (3, 224, 224)
+    """
+    return (imagenet_pixels(image, size, crop) - 127.0) / 128.0
 
 
 def imagenet_unpreprocess(x: np.ndarray) -> np.ndarray:
