@@ -44,8 +44,8 @@ def _bench(argv) -> int:
 
 
 def _demo(argv) -> int:
-    from fastconv import demos
-    return demos.main(argv) or 0
+    from fastconv import gallery
+    return gallery.main(argv) or 0
 
 
 def _classify(argv) -> int:

@@ -1,9 +1,14 @@
 """Small helpers shared by the CPU kernels."""
+import numpy as np
 from numba import njit
 
 # Reductions may be reassociated (so they vectorize) and multiply-adds fused, but NaN/Inf
 # semantics are kept: no 'fast' flag set, so a NaN in the input still shows up in the output.
 FASTMATH = {"reassoc", "contract"}
+
+#: Index cast for innermost loops: an unsigned index has no negative-index wraparound branch in
+#: Numba, and without that branch LLVM vectorizes the loop (with it, it stays scalar).
+U = np.uintp
 
 
 @njit(inline="always", cache=True)

@@ -2,9 +2,9 @@
 
 Padding is implicit: for each tap (i, j) the range of output pixels that read inside the input
 is computed once (``valid_range``), so no padded copy of the input is ever made and no index
-is ever negative. The innermost loop then runs over unit-stride memory at stride 1 and
-vectorizes. (Slicing a row view per output row, the other way to get there, costs a view
-construction per row that showed up as a third of the depthwise kernel's time.)
+is ever negative. Innermost indices are cast to unsigned (``U``): Numba then drops its
+negative-index wraparound branch, which alone decides whether LLVM vectorizes the loop
+(slicing a row view per output row also works, but costs a view construction per row).
 
 A 1-D convolution arrives as a 2-D one with height 1; to keep both cores busy on a single long
 signal the output width is split into tiles of ``xtile`` pixels, each an independent task.
@@ -12,7 +12,7 @@ signal the output width is split into tiles of ``xtile`` pixels, each an indepen
 import numpy as np
 from numba import njit, prange
 
-from ._common import FASTMATH, valid_range
+from ._common import FASTMATH, U, valid_range
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -45,10 +45,10 @@ def conv_forward(x, w, out, sh, sw, dh, dw, ph, pw, groups, xtile):
                         yi = yo * sh + i * dh - ph
                         if sw == 1:
                             for xo in range(xa, xb):
-                                out[n, o, yo, xo] += wv * x[n, c, yi, xo + off]
+                                out[n, o, yo, U(xo)] += wv * x[n, c, yi, U(xo + off)]
                         else:
                             for xo in range(xa, xb):
-                                out[n, o, yo, xo] += wv * x[n, c, yi, xo * sw + off]
+                                out[n, o, yo, U(xo)] += wv * x[n, c, yi, U(xo * sw + off)]
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -80,10 +80,10 @@ def conv_grad_input(dy, w, dx, sh, sw, dh, dw, ph, pw, groups):
                         yi = yo * sh + i * dh - ph
                         if sw == 1:
                             for xo in range(xa, xb):
-                                dx[n, c, yi, xo + off] += wv * dy[n, o, yo, xo]
+                                dx[n, c, yi, U(xo + off)] += wv * dy[n, o, yo, U(xo)]
                         else:
                             for xo in range(xa, xb):
-                                dx[n, c, yi, xo * sw + off] += wv * dy[n, o, yo, xo]
+                                dx[n, c, yi, U(xo * sw + off)] += wv * dy[n, o, yo, U(xo)]
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -112,10 +112,10 @@ def conv_grad_weight(x, dy, dwt, sh, sw, dh, dw, ph, pw, groups):
                         part = 0.0
                         if sw == 1:
                             for xo in range(xa, xb):
-                                part += dy[n, o, yo, xo] * x[n, c, yi, xo + off]
+                                part += dy[n, o, yo, U(xo)] * x[n, c, yi, U(xo + off)]
                         else:
                             for xo in range(xa, xb):
-                                part += dy[n, o, yo, xo] * x[n, c, yi, xo * sw + off]
+                                part += dy[n, o, yo, U(xo)] * x[n, c, yi, U(xo * sw + off)]
                         acc += part
                 dwt[o, cg, i, j] = acc
 

@@ -14,7 +14,7 @@ the order ``im2col.im2col`` writes.
 import numpy as np
 from numba import njit, prange
 
-from ._common import valid_range
+from ._common import U, valid_range
 
 
 @njit(inline="always")
@@ -38,10 +38,10 @@ def _fill(x, cols, n, c0, Cg, y0, y1, KH, KW, sh, sw, dh, dw, ph, pw, Wo):
                 cols[r, p0 + t] = 0.0
             if sw == 1:
                 for t in range(xa, xb):
-                    cols[r, p0 + t] = x[n, c, yi, t + off]
+                    cols[r, U(p0 + t)] = x[n, c, yi, U(t + off)]
             else:
                 for t in range(xa, xb):
-                    cols[r, p0 + t] = x[n, c, yi, t * sw + off]
+                    cols[r, U(p0 + t)] = x[n, c, yi, U(t * sw + off)]
             for t in range(xb, Wo):
                 cols[r, p0 + t] = 0.0
 
@@ -63,10 +63,10 @@ def _fold(cols, dx, n, c0, Cg, y0, y1, KH, KW, sh, sw, dh, dw, ph, pw, Wo):
             p0 = (yo - y0) * Wo
             if sw == 1:
                 for t in range(xa, xb):
-                    dx[n, c, yi, t + off] += cols[r, p0 + t]
+                    dx[n, c, yi, U(t + off)] += cols[r, U(p0 + t)]
             else:
                 for t in range(xa, xb):
-                    dx[n, c, yi, t * sw + off] += cols[r, p0 + t]
+                    dx[n, c, yi, U(t * sw + off)] += cols[r, U(p0 + t)]
 
 
 @njit(parallel=True, cache=True)
@@ -96,7 +96,7 @@ def conv_forward(x, wm, y, rows, nchunks, KH, KW, sh, sw, dh, dw, ph, pw):
                 for yo in range(y0, y1):
                     p0 = (yo - y0) * Wo
                     for t in range(Wo):
-                        y[n, g * Og + o, yo, t] = out[o, p0 + t]
+                        y[n, g * Og + o, yo, U(t)] = out[o, U(p0 + t)]
 
 
 @njit(parallel=True, cache=True)
@@ -124,7 +124,7 @@ def conv_grad_input(dy, wt, dx, rows, KH, KW, sh, sw, dh, dw, ph, pw):
                 for yo in range(y0, y1):
                     p0 = (yo - y0) * Wo
                     for t in range(Wo):
-                        dyt[o, p0 + t] = dy[n, g * Og + o, yo, t]
+                        dyt[o, U(p0 + t)] = dy[n, g * Og + o, yo, U(t)]
             cols = colbuf[:Kg * P].reshape((Kg, P))
             np.dot(wt[g], dyt, cols)
             _fold(cols, dx, n, g * Cg, Cg, y0, y1, KH, KW, sh, sw, dh, dw, ph, pw, Wo)
@@ -161,7 +161,7 @@ def conv_grad_weight(x, dy, partial, rows, KH, KW, sh, sw, dh, dw, ph, pw):
                 for yo in range(y0, y1):
                     p0 = (yo - y0) * Wo
                     for t in range(Wo):
-                        dyt[o, p0 + t] = dy[n, g * Og + o, yo, t]
+                        dyt[o, U(p0 + t)] = dy[n, g * Og + o, yo, U(t)]
             np.dot(dyt, cols.T, prod)
             acc = partial[chunk, g]
             for o in range(Og):

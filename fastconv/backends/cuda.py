@@ -1,0 +1,321 @@
+"""CUDA backend: the CuPy RawKernels of ``kernels/cuda`` behind the backend contract.
+
+The contract is the CPU backend's (see :mod:`fastconv.backends.cpu`): arrays are 4-D NCHW,
+C-contiguous CuPy arrays of float32/float64, ``geom`` a validated
+:class:`~fastconv.geometry.ConvGeometry`, and
+
+    conv_forward(x, w, geom, algo)      -> y   (N, C_out, Ho, Wo)
+    conv_grad_input(dy, w, geom, algo)  -> dx  (N, C_in, H, W)   == the transposed convolution
+    conv_grad_weight(x, dy, geom, algo) -> dw  (C_out, C_in/groups, KH, KW)
+
+Validation, geometry and the composition of gradients live in fastconv.functional/grad and
+geometry, shared with the CPU; this module only launches kernels.
+
+Algorithms:
+    ``'direct'``         one thread per output element (``conv.cu``); depthwise has its own kernel
+                         with the 3x3 / 5x5 taps unrolled. Input gradient in the gather form,
+                         weight gradient as one block reduction per weight element.
+    ``'im2col'``         ``im2col.cu`` columns per batch tile (under :data:`WORKSPACE_BYTES`) and a
+                         cuBLAS GEMM (``cupy.matmul``); the input gradient multiplies first and
+                         folds back with the gather-form col2im (no atomics). A pointwise 1x1
+                         convolution is a GEMM on the input itself.
+    ``'implicit_gemm'``  ``implicit_gemm.cu``: shared-memory tiled GEMM gathering the columns on
+                         the fly (Chetlur et al. 2014, cuDNN); the input gradient is split into
+                         stride phases so that no structural zero is multiplied.
+                         The weight gradient of both GEMM algorithms is im2col + cuBLAS: its
+                         reduction runs over N*Ho*Wo, which one output tile would serialize.
+
+Every kernel is deterministic (fixed reduction orders, no atomics), so two runs agree bit for
+bit. cuBLAS follows CuPy's TF32 setting (off unless ``CUPY_TF32=1``).
+
+Example:
+    >>> import cupy as cp, fastconv
+    >>> x = cp.random.rand(8, 3, 32, 32, dtype=cp.float32)
+    >>> w = cp.random.rand(16, 3, 3, 3, dtype=cp.float32)
+    >>> fastconv.conv2d(x, w, padding=1, algo='implicit_gemm').shape
+    (8, 16, 32, 32)
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import cupy
+
+from fastconv.backends import _cuda_src as src
+from fastconv.geometry import ConvGeometry
+
+
+def _require_device() -> None:
+    """Fail the import (which get_backend turns into a clear RuntimeError) without a GPU."""
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # CUDARuntimeError: no driver, no device, driver too old
+        raise ImportError(f"CuPy is installed but no CUDA device is usable ({exc})") from exc
+    if count < 1:
+        raise ImportError("CuPy is installed but no CUDA device was found")
+
+
+_require_device()
+
+name = "cuda"
+xp = cupy
+ALGOS = ("direct", "im2col", "implicit_gemm")
+
+#: Threads per block of the one-thread-per-element kernels.
+BLOCK = 256
+#: Bytes the im2col column buffer may take; the batch is tiled to fit (at least one image).
+WORKSPACE_BYTES = 256 * 1024 * 1024
+_MAX_GRID = 1 << 24  # grid-stride kernels cover the rest
+_i32 = np.int32
+
+
+# ----------------------------------------------------------------------------- loading
+@functools.lru_cache(maxsize=None)
+def _module(device_id: int, module: str, dtype_name: str):
+    """One RawModule per device, source module and dtype, holding all its specializations."""
+    return cupy.RawModule(code=src.kernel_source(module), options=src.compile_options(),
+                          name_expressions=src.name_expressions(module, dtype_name))
+
+
+@functools.lru_cache(maxsize=None)
+def _function(device_id: int, module: str, dtype_name: str, expr: str):
+    return _module(device_id, module, dtype_name).get_function(expr)
+
+
+def _kernel(module: str, expr: str, dtype):
+    return _function(cupy.cuda.Device().id, module, np.dtype(dtype).name, expr)
+
+
+def _grid(total: int) -> int:
+    return max(1, min(-(-total // BLOCK), _MAX_GRID))
+
+
+def _launch_elementwise(module: str, expr: str, total: int, args, dtype) -> None:
+    if total > 0:
+        _kernel(module, expr, dtype)((_grid(total),), (BLOCK,), args)
+
+
+def _c(a):
+    return cupy.ascontiguousarray(a)
+
+
+def _geom_args(g: ConvGeometry):
+    """(KH, KW, sh, sw, dh, dw, ph, pw) as int32, low paddings only (the sizes carry the rest)."""
+    return tuple(_i32(v) for v in (g.kernel[0], g.kernel[1], g.stride[0], g.stride[1],
+                                   g.dilation[0], g.dilation[1], g.padding[0][0], g.padding[1][0]))
+
+
+def _shape_args(g: ConvGeometry):
+    """(N, C, H, W, O, Ho, Wo) as int32."""
+    return tuple(_i32(v) for v in (g.N, g.C_in, g.in_size[0], g.in_size[1], g.C_out,
+                                   g.out_size[0], g.out_size[1]))
+
+
+# ----------------------------------------------------------------------------- algorithm choice
+def choose_algo(geom: ConvGeometry) -> str:
+    """The rule behind ``algo='auto'`` on the GPU.
+
+    direct for depthwise convolutions and tiny GEMMs (fewer than 4 output channels per group or
+    a reduction shorter than 8: a GEMM tile would mostly idle), cuBLAS for a pointwise 1x1
+    convolution (a plain GEMM with nothing to gather), the implicit GEMM elsewhere (an RGB
+    stem such as 3->64 3x3 still has a 27-long reduction and 64 rows: a GEMM).
+    """
+    Cg, Og = geom.C_in // geom.groups, geom.C_out // geom.groups
+    if Cg == 1 or Og < 4 or Cg * geom.kernel[0] * geom.kernel[1] < 8:
+        return "direct"
+    if geom.is_pointwise:
+        return "im2col"
+    return "implicit_gemm"
+
+
+# ----------------------------------------------------------------------------- implicit GEMM
+@functools.lru_cache(maxsize=256)
+def _plan(device_id: int, g: ConvGeometry, mode: str):
+    """The host plan and its tables on the device, memoized per device and geometry."""
+    plan = src.igemm_plan(g, mode)
+    with cupy.cuda.Device(device_id):
+        return plan, cupy.asarray(plan.ktab), cupy.asarray(plan.phases)
+
+
+def _igemm(inp, w, out, g: ConvGeometry, mode: str) -> None:
+    plan, ktab, phases = _plan(cupy.cuda.Device().id, g, mode)
+    tile = src.igemm_tile(out.dtype, plan.M)
+    bm, bn, _, tm, tn = src.IGEMM_TILES[out.dtype.name][tile]
+    grid = (-(-plan.max_p // bn), -(-plan.M // bm), g.groups * plan.nphase)
+    if grid[0] == 0:
+        return
+    scalars = tuple(np.int64(v) if n.endswith(":ll") else _i32(v)
+                    for n, v in zip(src.IGEMM_SCALARS, plan.scalars))
+    kern = _kernel("igemm", src.igemm_name(out.dtype, tile), out.dtype)
+    kern(grid, ((bm // tm) * (bn // tn),), (inp, w, out, ktab, phases) + scalars)
+
+
+# ----------------------------------------------------------------------------- im2col helpers
+def _batch_tile(g: ConvGeometry, itemsize: int) -> int:
+    per_image = g.C_in * g.kernel[0] * g.kernel[1] * g.out_size[0] * g.out_size[1] * itemsize
+    return max(1, min(g.N, WORKSPACE_BYTES // max(per_image, 1)))
+
+
+def _columns(x, g: ConvGeometry, n0: int, B: int):
+    """(B, G, Cg*KH*KW, Ho*Wo) columns of images n0..n0+B (a view of x when pointwise)."""
+    G = g.groups
+    Kg = (g.C_in // G) * g.kernel[0] * g.kernel[1]
+    P = g.out_size[0] * g.out_size[1]
+    if g.is_pointwise:
+        return x[n0:n0 + B].reshape(B, G, Kg, P)
+    cols = cupy.empty((B, G * Kg, P), x.dtype)
+    args = (x[n0:n0 + B], cols, _i32(B), _i32(g.C_in), _i32(g.in_size[0]), _i32(g.in_size[1]),
+            _i32(g.out_size[0]), _i32(g.out_size[1])) + _geom_args(g)
+    _launch_elementwise("im2col", f"im2col_kernel<{src.ctype(x.dtype)}>", cols.size, args, x.dtype)
+    return cols.reshape(B, G, Kg, P)
+
+
+def _wmat(w, g: ConvGeometry):
+    return w.reshape(g.groups, g.C_out // g.groups, -1)
+
+
+# ----------------------------------------------------------------------------- the contract
+def conv_forward(x, w, g: ConvGeometry, algo: str):
+    """y = conv(x, w): (N, C_in, H, W), (C_out, C_in/groups, KH, KW) -> (N, C_out, Ho, Wo)."""
+    x, w = _c(x), _c(w)
+    y = cupy.empty(g.y_shape, x.dtype)
+    t = src.ctype(x.dtype)
+    if algo == "direct":
+        if g.C_in // g.groups == 1:
+            expr = src.depthwise_name(x.dtype, *g.kernel)
+            args = (x, w, y) + _shape_args(g) + _geom_args(g)
+        else:
+            expr = f"conv2d_direct_fwd<{t}>"
+            args = (x, w, y) + _shape_args(g) + _geom_args(g) + (_i32(g.groups),)
+        _launch_elementwise("conv", expr, y.size, args, x.dtype)
+    elif algo == "im2col":
+        wm = _wmat(w, g)
+        yv = y.reshape(g.N, g.groups, g.C_out // g.groups, -1)
+        B = _batch_tile(g, x.dtype.itemsize)
+        for n0 in range(0, g.N, B):
+            b = min(B, g.N - n0)
+            cupy.matmul(wm, _columns(x, g, n0, b), out=yv[n0:n0 + b])
+    elif algo == "implicit_gemm":
+        _igemm(x, w, y, g, "forward")
+    else:
+        raise ValueError(f"algo must be one of {ALGOS} on the cuda backend, got {algo!r}")
+    return y
+
+
+def conv_grad_input(dy, w, g: ConvGeometry, algo: str):
+    """dx = C^T dy, the transposed convolution: (N, C_out, Ho, Wo) -> (N, C_in, H, W)."""
+    dy, w = _c(dy), _c(w)
+    t = src.ctype(dy.dtype)
+    if algo == "direct":
+        dx = cupy.empty(g.x_shape, dy.dtype)
+        args = (dy, w, dx) + _shape_args(g) + _geom_args(g) + (_i32(g.groups),)
+        _launch_elementwise("conv", f"conv2d_direct_bwd_input<{t}>", dx.size, args, dy.dtype)
+        return dx
+    if algo == "im2col":
+        G = g.groups
+        wt = cupy.swapaxes(_wmat(w, g), 1, 2)                 # (G, Kg, Og)
+        dyv = dy.reshape(g.N, G, g.C_out // G, -1)
+        if g.is_pointwise:
+            return cupy.matmul(wt, dyv).reshape(g.x_shape)
+        dx = cupy.empty(g.x_shape, dy.dtype)
+        B = _batch_tile(g, dy.dtype.itemsize)
+        for n0 in range(0, g.N, B):
+            b = min(B, g.N - n0)
+            cols = cupy.matmul(wt, dyv[n0:n0 + b])            # (b, G, Kg, P)
+            args = (cols, dx[n0:n0 + b], _i32(b), _i32(g.C_in), _i32(g.in_size[0]), _i32(g.in_size[1]),
+                    _i32(g.out_size[0]), _i32(g.out_size[1])) + _geom_args(g)
+            _launch_elementwise("im2col", f"col2im_gather<{t}>", b * g.C_in * g.in_size[0] * g.in_size[1],
+                                args, dy.dtype)
+        return dx
+    if algo == "implicit_gemm":
+        dx = cupy.empty(g.x_shape, dy.dtype)
+        _igemm(dy, w, dx, g, "grad_input")
+        return dx
+    raise ValueError(f"algo must be one of {ALGOS} on the cuda backend, got {algo!r}")
+
+
+def conv_grad_weight(x, dy, g: ConvGeometry, algo: str):
+    """dw[o, c', i, j] = sum_{n, yo, xo} dy[n, o, yo, xo] * x_pad[n, c, yo*sh + i*dh, xo*sw + j*dw]."""
+    x, dy = _c(x), _c(dy)
+    t = src.ctype(x.dtype)
+    if algo == "direct":
+        dw = cupy.empty(g.w_shape, x.dtype)
+        args = (x, dy, dw) + _shape_args(g) + _geom_args(g) + (_i32(g.groups),)
+        if dw.size:
+            _kernel("conv", f"conv2d_direct_bwd_weight<{t}>", x.dtype)((dw.size,), (BLOCK,), args)
+        return dw
+    if algo not in ("im2col", "implicit_gemm"):
+        raise ValueError(f"algo must be one of {ALGOS} on the cuda backend, got {algo!r}")
+    G = g.groups
+    Og = g.C_out // G
+    dyv = dy.reshape(g.N, G, Og, -1)
+    acc = cupy.zeros((G, Og, (g.C_in // G) * g.kernel[0] * g.kernel[1]), x.dtype)
+    B = _batch_tile(g, x.dtype.itemsize)
+    for n0 in range(0, g.N, B):
+        b = min(B, g.N - n0)
+        cols = _columns(x, g, n0, b)                          # (b, G, Kg, P)
+        # per-image products summed in a fixed order: deterministic, unlike atomics
+        acc += cupy.matmul(dyv[n0:n0 + b], cupy.swapaxes(cols, 2, 3)).sum(axis=0)
+    return acc.reshape(g.w_shape)
+
+
+# ----------------------------------------------------------------------------- pooling
+# ``geom`` describes the window as a depthwise convolution, the one formula for sizes:
+#     geom = conv_geometry(x.shape, (C, 1, kh, kw), stride, padding, dilation, groups=C)
+# (kernel = window, padding = the implicit padding, which never wins a max).
+
+def _pool_args(g: ConvGeometry):
+    return (_i32(g.N * g.C_in), _i32(g.in_size[0]), _i32(g.in_size[1]), _i32(g.out_size[0]),
+            _i32(g.out_size[1])) + _geom_args(g)
+
+
+def max_pool2d_forward(x, geom: ConvGeometry):
+    """Max pooling of x (N, C, H, W) -> (y (N, C, Ho, Wo), indices int32 (N, C, Ho, Wo)).
+
+    ``indices`` holds the flat position ``yi * W + xi`` of each window's first maximum (PyTorch's
+    convention and tie rule); a NaN in a window wins, as in PyTorch.
+    """
+    x = _c(x)
+    y = cupy.empty(geom.y_shape, x.dtype)
+    idx = cupy.empty(geom.y_shape, cupy.int32)
+    _launch_elementwise("pool", f"max_pool2d_fwd<{src.ctype(x.dtype)}>", y.size,
+                        (x, y, idx) + _pool_args(geom), x.dtype)
+    return y, idx
+
+
+def max_pool2d_backward(dy, indices, geom: ConvGeometry):
+    """dx (N, C, H, W): each dy routed to its window's argmax (gather form, deterministic)."""
+    dy, indices = _c(dy), _c(indices).astype(cupy.int32, copy=False)
+    dx = cupy.empty(geom.x_shape, dy.dtype)
+    _launch_elementwise("pool", f"max_pool2d_bwd<{src.ctype(dy.dtype)}>", dx.size,
+                        (dy, indices, dx) + _pool_args(geom), dy.dtype)
+    return dx
+
+
+def avg_pool2d_forward(x, geom: ConvGeometry, count_include_pad: bool = True):
+    """Average pooling of x (N, C, H, W) -> (N, C, Ho, Wo); the divisor is KH*KW with
+    ``count_include_pad`` (PyTorch's default), else the taps inside the image."""
+    x = _c(x)
+    y = cupy.empty(geom.y_shape, x.dtype)
+    _launch_elementwise("pool", f"avg_pool2d_fwd<{src.ctype(x.dtype)}>", y.size,
+                        (x, y) + _pool_args(geom) + (_i32(bool(count_include_pad)),), x.dtype)
+    return y
+
+
+def avg_pool2d_backward(dy, geom: ConvGeometry, count_include_pad: bool = True):
+    """dx (N, C, H, W) of average pooling: each dy spread evenly over its window (gather form)."""
+    dy = _c(dy)
+    dx = cupy.empty(geom.x_shape, dy.dtype)
+    _launch_elementwise("pool", f"avg_pool2d_bwd<{src.ctype(dy.dtype)}>", dx.size,
+                        (dy, dx) + _pool_args(geom) + (_i32(bool(count_include_pad)),), dy.dtype)
+    return dx
+
+
+def warm(dtypes=("float32", "float64")) -> None:
+    """Compile (or load from CuPy's kernel cache) every module for the current device."""
+    dev = cupy.cuda.Device().id
+    for dtype in dtypes:
+        for module in src.MODULES:
+            for expr in src.name_expressions(module, dtype):
+                _function(dev, module, dtype, expr)

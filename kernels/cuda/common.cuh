@@ -1,0 +1,46 @@
+// Shared helpers of the fastconv CUDA kernels.
+//
+// This header is inlined textually by fastconv.backends._cuda_src.kernel_source() before the
+// source reaches NVRTC (and nvcc in the compile check), so CuPy's on-disk kernel cache, which
+// hashes only the source string, can never serve a module built from a stale header.
+// NVRTC has no standard library headers: only builtins are used here.
+#ifndef FASTCONV_COMMON_CUH
+#define FASTCONV_COMMON_CUH
+
+// Grid-stride loop over [0, total): the launch config (computed in Python) may cap the grid,
+// and 64-bit indices keep tensors of more than 2^31 elements correct.
+#define FC_GRID_LOOP(idx, total)                                                        \
+    for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < (total); \
+         idx += (long long)gridDim.x * blockDim.x)
+
+// 0 <= v < n in one comparison (a negative int becomes a huge unsigned).
+__device__ __forceinline__ bool fc_in_range(int v, int n) { return (unsigned)v < (unsigned)n; }
+
+// The output index yo that reads input row yi through tap i, if there is one:
+//   yo * stride - pad + i * dil == yi   <=>   yo = (yi + pad - i * dil) / stride, exactly.
+// This is the gather form of col2im / the transposed convolution (one writer per element).
+__device__ __forceinline__ bool fc_tap_source(int yi, int pad, int i, int dil, int stride, int n_out,
+                                              int& yo) {
+    const int t = yi + pad - i * dil;
+    if (t < 0) return false;
+    yo = t / stride;
+    return yo * stride == t && yo < n_out;
+}
+
+// Sum of one value per thread over the block, in a fixed order: warp shuffles, then the warp
+// partials through shared memory. Deterministic for a fixed blockDim (no atomics).
+// `scratch` holds at least 32 T; blockDim.x is a multiple of 32, at most 1024.
+template <typename T>
+__device__ __forceinline__ T fc_block_sum(T v, T* scratch) {
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    const int nwarps = blockDim.x >> 5;
+    v = (threadIdx.x < nwarps) ? scratch[threadIdx.x] : T(0);
+    if (warp == 0)
+        for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
+    return v;  // valid in thread 0
+}
+
+#endif  // FASTCONV_COMMON_CUH

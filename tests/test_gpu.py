@@ -1,0 +1,246 @@
+"""GPU (CuPy) results against the CPU engine: every algorithm, forward and every gradient.
+
+Skipped without CuPy or a CUDA device. Each case runs the same public call on NumPy arrays
+(CPU engine, float64: the oracle) and on CuPy arrays with every CUDA algorithm, in float32
+(max-norm relative error < 1e-5) and float64 (< 1e-11), over a grid of stride, padding
+(ints, 'same', asymmetric pairs), dilation, groups (incl. depthwise), output_padding and bias.
+Run on a GPU machine with ``bench/gpu_check.sh`` (or ``pytest -m gpu tests/test_gpu.py``).
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.gpu
+cp = pytest.importorskip("cupy")
+try:
+    _NDEV = cp.cuda.runtime.getDeviceCount()
+except Exception:  # no driver / no device
+    _NDEV = 0
+if _NDEV < 1:
+    pytest.skip("no CUDA device", allow_module_level=True)
+
+import fastconv  # noqa: E402
+from fastconv import grad  # noqa: E402
+from fastconv.backends import cuda as cuda_backend, get_backend  # noqa: E402
+
+ALGOS = cuda_backend.ALGOS
+TOL = {"float32": 1e-5, "float64": 1e-11}
+
+
+def rel_err(got, ref) -> float:
+    got = cp.asnumpy(got).astype(np.float64)
+    ref = np.asarray(ref, np.float64)
+    assert got.shape == ref.shape, (got.shape, ref.shape)
+    scale = max(np.abs(ref).max(), 1e-30)
+    return float(np.abs(got - ref).max() / scale)
+
+
+def check(got, ref, dtype, what):
+    err = rel_err(got, ref)
+    assert err < TOL[dtype], f"{what}: relative error {err:.3g} >= {TOL[dtype]:g}"
+
+
+def _rand(rng, shape):
+    return rng.standard_normal(shape)
+
+
+# ----------------------------------------------------------------------------- conv2d grid
+CONV2D_CASES = [
+    dict(C_in=c_in, C_out=c_out, k=k, stride=s, padding=p, dilation=d, groups=gr)
+    for (c_in, c_out, gr), k, s, p, d in itertools.product(
+        [(4, 6, 1), (8, 12, 2), (6, 6, 6), (4, 8, 4), (3, 16, 1)],
+        [(3, 3), (2, 4)],
+        [1, 2, (2, 1)],
+        [0, 1, "same", ((1, 0), (2, 1))],
+        [1, 2],
+    )
+]
+
+
+def _id(c):
+    return "ci{C_in}-co{C_out}-k{k[0]}x{k[1]}-s{stride}-p{padding}-d{dilation}-g{groups}".format(**c).replace(" ", "")
+
+
+@pytest.fixture(scope="module")
+def rng():
+    return np.random.default_rng(1234)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("case", CONV2D_CASES, ids=_id)
+def test_conv2d_and_grads_match_cpu(case, algo, dtype, rng):
+    c = case
+    x = _rand(rng, (2, c["C_in"], 9, 11))
+    w = _rand(rng, (c["C_out"], c["C_in"] // c["groups"]) + c["k"])
+    b = _rand(rng, (c["C_out"],))
+    kw = dict(stride=c["stride"], padding=c["padding"], dilation=c["dilation"], groups=c["groups"])
+    y_ref = fastconv.conv2d(x, w, b, **kw)
+    gy = _rand(rng, y_ref.shape)
+    dx_ref = grad.conv2d_input(x.shape, w, gy, **kw)
+    dw_ref = grad.conv2d_weight(x, w.shape, gy, **kw)
+
+    X, Wt, B, GY = (cp.asarray(a.astype(dtype)) for a in (x, w, b, gy))
+    check(fastconv.conv2d(X, Wt, B, algo=algo, **kw), y_ref, dtype, "forward")
+    check(grad.conv2d_input(x.shape, Wt, GY, algo=algo, **kw), dx_ref, dtype, "grad input")
+    check(grad.conv2d_weight(X, w.shape, GY, algo=algo, **kw), dw_ref, dtype, "grad weight")
+    check(grad.bias(GY), gy.sum(axis=(0, 2, 3)), dtype, "grad bias")
+
+
+# ----------------------------------------------------------------------------- conv1d
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("stride,padding,dilation,groups", [
+    (1, 0, 1, 1), (2, 3, 1, 1), (1, "same", 2, 2), (3, [(2, 0)], 1, 4), (2, "same", 3, 1),
+])
+def test_conv1d_and_grads_match_cpu(stride, padding, dilation, groups, algo, dtype, rng):
+    x = _rand(rng, (3, 8, 37))
+    w = _rand(rng, (12, 8 // groups, 5))
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    y_ref = fastconv.conv1d(x, w, **kw)
+    gy = _rand(rng, y_ref.shape)
+    X, Wt, GY = (cp.asarray(a.astype(dtype)) for a in (x, w, gy))
+    check(fastconv.conv1d(X, Wt, algo=algo, **kw), y_ref, dtype, "forward")
+    check(grad.conv1d_input(x.shape, Wt, GY, algo=algo, **kw), grad.conv1d_input(x.shape, w, gy, **kw),
+          dtype, "grad input")
+    check(grad.conv1d_weight(X, w.shape, GY, algo=algo, **kw), grad.conv1d_weight(x, w.shape, gy, **kw),
+          dtype, "grad weight")
+
+
+# ----------------------------------------------------------------------------- transposed
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("k,stride,padding,output_padding,dilation,groups", [
+    ((4, 4), 2, 1, 0, 1, 1), ((3, 3), 2, 1, 1, 1, 1), ((3, 3), 3, 0, 2, 1, 2), ((2, 5), (2, 3), (0, 2), (1, 0), 1, 1),
+    ((3, 3), 1, 1, 0, 2, 4), ((1, 1), 2, 0, 1, 1, 1), ((5, 5), 2, ((2, 1), (0, 3)), 0, 1, 1),
+])
+def test_conv_transpose2d_and_grads_match_cpu(k, stride, padding, output_padding, dilation, groups, algo, dtype, rng):
+    x = _rand(rng, (2, 8, 7, 6))
+    w = _rand(rng, (8, 12 // groups) + k)
+    b = _rand(rng, (12,))
+    kw = dict(stride=stride, padding=padding, output_padding=output_padding, dilation=dilation, groups=groups)
+    y_ref = fastconv.conv_transpose2d(x, w, b, **kw)
+    gy = _rand(rng, y_ref.shape)
+    X, Wt, B, GY = (cp.asarray(a.astype(dtype)) for a in (x, w, b, gy))
+    check(fastconv.conv_transpose2d(X, Wt, B, algo=algo, **kw), y_ref, dtype, "forward")
+    check(grad.conv_transpose2d_input(x.shape, Wt, GY, algo=algo, **kw),
+          grad.conv_transpose2d_input(x.shape, w, gy, **kw), dtype, "grad input")
+    check(grad.conv_transpose2d_weight(X, w.shape, GY, algo=algo, **kw),
+          grad.conv_transpose2d_weight(x, w.shape, gy, **kw), dtype, "grad weight")
+
+
+# ----------------------------------------------------------------------------- anchors, small batch
+ANCHORS = {  # (C_in, C_out, H, k, stride, padding, groups, transposed)
+    "a1": (64, 64, 56, 3, 1, 1, 1, False),
+    "a3": (256, 256, 14, 3, 1, 1, 1, False),
+    "b": (3, 64, 224, 7, 2, 3, 1, False),
+    "c": (256, 64, 28, 1, 1, 0, 1, False),
+    "d": (128, 128, 56, 3, 1, 1, 128, False),
+    "e": (64, 32, 28, 4, 2, 1, 1, True),
+}
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("anchor", sorted(ANCHORS))
+def test_anchor_shapes_float32(anchor, algo, rng):
+    C_in, C_out, H, k, s, p, groups, transposed = ANCHORS[anchor]
+    x = _rand(rng, (2, C_in, H, H)).astype(np.float32)
+    if transposed:
+        w = _rand(rng, (C_in, C_out // groups, k, k)).astype(np.float32)
+        ref = fastconv.conv_transpose2d(x.astype(np.float64), w.astype(np.float64), stride=s, padding=p)
+        got = fastconv.conv_transpose2d(cp.asarray(x), cp.asarray(w), stride=s, padding=p, algo=algo)
+    else:
+        w = _rand(rng, (C_out, C_in // groups, k, k)).astype(np.float32)
+        ref = fastconv.conv2d(x.astype(np.float64), w.astype(np.float64), stride=s, padding=p, groups=groups)
+        got = fastconv.conv2d(cp.asarray(x), cp.asarray(w), stride=s, padding=p, groups=groups, algo=algo)
+    check(got, ref, "float32", f"anchor {anchor}")
+
+
+# ----------------------------------------------------------------------------- properties
+def test_gpu_results_are_deterministic(rng):
+    x = cp.asarray(_rand(rng, (4, 32, 20, 20)).astype(np.float32))
+    w = cp.asarray(_rand(rng, (48, 32, 3, 3)).astype(np.float32))
+    for algo in ALGOS:
+        y1 = fastconv.conv2d(x, w, stride=2, padding=1, algo=algo)
+        gy = cp.ones_like(y1)
+        a = [fastconv.conv2d(x, w, stride=2, padding=1, algo=algo),
+             grad.conv2d_input(x.shape, w, gy, stride=2, padding=1, algo=algo),
+             grad.conv2d_weight(x, w.shape, gy, stride=2, padding=1, algo=algo)]
+        b = [y1, grad.conv2d_input(x.shape, w, gy, stride=2, padding=1, algo=algo),
+             grad.conv2d_weight(x, w.shape, gy, stride=2, padding=1, algo=algo)]
+        for u, v in zip(a, b):
+            assert cp.array_equal(u, v), algo
+
+
+def test_cupy_arrays_stay_on_the_gpu_and_auto_works(rng):
+    x = cp.asarray(_rand(rng, (2, 16, 12, 12)).astype(np.float32))
+    w = cp.asarray(_rand(rng, (16, 16, 3, 3)).astype(np.float32))
+    y = fastconv.conv2d(x, w, padding="same")
+    assert isinstance(y, cp.ndarray) and y.dtype == cp.float32 and y.shape == (2, 16, 12, 12)
+    assert get_backend(x) is cuda_backend
+
+
+def test_mixed_devices_are_rejected():
+    with pytest.raises(TypeError, match="same device"):
+        fastconv.conv2d(cp.ones((1, 1, 4, 4), cp.float32), np.ones((1, 1, 3, 3), np.float32))
+
+
+def test_unknown_algo_names_the_choices():
+    with pytest.raises(ValueError, match="implicit_gemm"):
+        fastconv.conv2d(cp.ones((1, 1, 4, 4), cp.float32), cp.ones((1, 1, 3, 3), cp.float32), algo="fft")
+
+
+# ----------------------------------------------------------------------------- pooling kernels
+def _pool_geom(shape, k, s, p, d=1):
+    from fastconv.geometry import conv_geometry
+    C = shape[1]
+    return conv_geometry(shape, (C, 1, k, k), s, p, d, C)
+
+
+def _windows(x, g, fill):
+    """(N, C, Ho, Wo, KH*KW) window values of x with the implicit padding set to ``fill``."""
+    (pt, pb), (pl, pr) = g.padding
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb + g.stride[0]), (pl, pr + g.stride[1])), constant_values=fill)
+    KH, KW = g.kernel
+    Ho, Wo = g.out_size
+    taps = [xp[:, :, i * g.dilation[0]: i * g.dilation[0] + Ho * g.stride[0]: g.stride[0],
+               j * g.dilation[1]: j * g.dilation[1] + Wo * g.stride[1]: g.stride[1]]
+            for i in range(KH) for j in range(KW)]
+    return np.stack(taps, axis=-1)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("k,s,p,d", [(2, 2, 0, 1), (3, 2, 1, 1), (3, 1, 1, 2), (3, 3, 0, 1)])
+def test_max_pool_kernels(k, s, p, d, dtype, rng):
+    x = _rand(rng, (2, 3, 11, 10)).astype(dtype)
+    g = _pool_geom(x.shape, k, s, p, d)
+    y, idx = cuda_backend.max_pool2d_forward(cp.asarray(x), g)
+    win = _windows(x, g, -np.inf)
+    np.testing.assert_array_equal(cp.asnumpy(y), win.max(-1))
+    # the gradient: each dy goes to its argmax; adjoint check against the forward selection
+    gy = _rand(rng, y.shape).astype(dtype)
+    dx = cp.asnumpy(cuda_backend.max_pool2d_backward(cp.asarray(gy), idx, g))
+    flat = cp.asnumpy(idx).reshape(2, 3, -1)
+    ref = np.zeros((2, 3, 11 * 10))
+    for n in range(2):
+        for c in range(3):
+            np.add.at(ref[n, c], flat[n, c], gy.reshape(2, 3, -1)[n, c])
+    np.testing.assert_allclose(dx.reshape(2, 3, -1), ref, rtol=TOL[dtype] * 10, atol=TOL[dtype])
+
+
+@pytest.mark.parametrize("include_pad", [True, False])
+@pytest.mark.parametrize("k,s,p", [(2, 2, 0), (3, 2, 1), (3, 1, 1)])
+def test_avg_pool_kernels(k, s, p, include_pad, rng):
+    x = _rand(rng, (2, 3, 9, 8))
+    g = _pool_geom(x.shape, k, s, p)
+    win = _windows(x, g, 0.0)
+    cnt = k * k if include_pad else _windows(np.ones_like(x), g, 0.0).sum(-1)
+    y = cuda_backend.avg_pool2d_forward(cp.asarray(x), g, include_pad)
+    np.testing.assert_allclose(cp.asnumpy(y), win.sum(-1) / cnt, rtol=1e-12)
+    # adjoint identity <avg(x), v> == <x, avg_backward(v)>
+    v = _rand(rng, y.shape)
+    dx = cuda_backend.avg_pool2d_backward(cp.asarray(v), g, include_pad)
+    assert abs(float((y * cp.asarray(v)).sum()) - float((cp.asarray(x) * dx).sum())) < 1e-10
