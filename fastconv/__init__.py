@@ -12,16 +12,18 @@ Example:
     (2, 8, 16, 16)
 """
 from fastconv import _runtime  # noqa: F401  (threading layer and cache setup before numba loads)
-from fastconv import grad
+from fastconv import grad, nn, ops, optim
+from fastconv.autograd import Tensor, gradcheck, no_grad
 from fastconv.functional import conv1d, conv2d, conv_transpose1d, conv_transpose2d, pad
 from fastconv.geometry import ConvGeometry, conv_geometry, output_shape, transposed_geometry
 from fastconv.matrix import conv_matrix
+from fastconv.receptive import receptive_field
 
 __version__ = "0.1.0"
 
 __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "pad", "grad",
            "output_shape", "conv_geometry", "transposed_geometry", "ConvGeometry", "conv_matrix",
-           "warm"]
+           "Tensor", "no_grad", "gradcheck", "nn", "ops", "optim", "receptive_field", "warm"]
 
 
 def warm() -> None:

@@ -29,6 +29,9 @@ __all__ = [
     "imagenet_pixels",
     "efficientnet_lite0",
     "EfficientNetLite0",
+    "digits_cnn",
+    "train_digits",
+    "pretrained_digits_cnn",
     "imagenet_preprocess",
     "imagenet_unpreprocess",
     "label_index",
@@ -43,4 +46,7 @@ def __getattr__(name):
     if name in ("efficientnet_lite0", "EfficientNetLite0"):
         from . import efficientnet
         return getattr(efficientnet, name)
+    if name in ("digits_cnn", "train_digits", "pretrained_digits_cnn"):
+        from . import digits
+        return getattr(digits, name)
     raise AttributeError(f"module 'fastconv.models' has no attribute {name!r}")
