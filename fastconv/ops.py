@@ -23,7 +23,7 @@ import numpy as np
 from fastconv import functional as F
 from fastconv import grad as G
 from fastconv import pool as P
-from fastconv.autograd import Tensor, concatenate, stack  # noqa: F401  (re-exported)
+from fastconv.autograd import Tensor, concatenate, is_grad_enabled, stack  # noqa: F401  (re-exported)
 from fastconv.backends import get_xp
 from fastconv.geometry import conv_geometry
 
@@ -172,7 +172,11 @@ def linear(x, weight, bias=None) -> Tensor:
 
 # ----------------------------------------------------------------------------- activations
 def _pointwise(x, out, dydx, op):
-    return Tensor._make(out, (x,), lambda g: (g * dydx,), op)
+    """An elementwise op; ``dydx()`` (the local derivative) is computed only when a graph is recorded."""
+    if not (is_grad_enabled() and x.requires_grad):
+        return Tensor(out)
+    d = dydx()
+    return Tensor._make(out, (x,), lambda g: (g * d,), op)
 
 
 def relu(x) -> Tensor:
@@ -184,7 +188,7 @@ def relu(x) -> Tensor:
     """
     x = _t(x)
     # maximum, not x * (x > 0), which would give -0.0 for negative inputs
-    return _pointwise(x, get_xp(x.data).maximum(x.data, 0), x.data > 0, "relu")
+    return _pointwise(x, get_xp(x.data).maximum(x.data, 0), lambda: x.data > 0, "relu")
 
 
 def relu6(x) -> Tensor:
@@ -196,8 +200,7 @@ def relu6(x) -> Tensor:
     """
     x = _t(x)
     xp = get_xp(x.data)
-    inside = (x.data > 0) & (x.data < 6)
-    return _pointwise(x, xp.clip(x.data, 0, 6), inside, "relu6")
+    return _pointwise(x, xp.clip(x.data, 0, 6), lambda: (x.data > 0) & (x.data < 6), "relu6")
 
 
 def leaky_relu(x, negative_slope: float = 0.01) -> Tensor:
@@ -210,7 +213,7 @@ def leaky_relu(x, negative_slope: float = 0.01) -> Tensor:
     x = _t(x)
     xp = get_xp(x.data)
     slope = xp.where(x.data > 0, 1, negative_slope).astype(x.data.dtype)
-    return _pointwise(x, x.data * slope, slope, "leaky_relu")
+    return _pointwise(x, x.data * slope, lambda: slope, "leaky_relu")
 
 
 def sigmoid(x) -> Tensor:
@@ -224,7 +227,7 @@ def sigmoid(x) -> Tensor:
     xp = get_xp(x.data)
     e = xp.exp(-xp.abs(x.data))
     out = xp.where(x.data >= 0, 1 / (1 + e), e / (1 + e)).astype(x.data.dtype)
-    return _pointwise(x, out, out * (1 - out), "sigmoid")
+    return _pointwise(x, out, lambda: out * (1 - out), "sigmoid")
 
 
 def tanh(x) -> Tensor:
@@ -236,7 +239,7 @@ def tanh(x) -> Tensor:
     """
     x = _t(x)
     out = get_xp(x.data).tanh(x.data)
-    return _pointwise(x, out, 1 - out * out, "tanh")
+    return _pointwise(x, out, lambda: 1 - out * out, "tanh")
 
 
 def log_softmax(x, axis: int = -1) -> Tensor:
@@ -447,7 +450,7 @@ def dropout(x, p: float = 0.5, training: bool = True, rng=None) -> Tensor:
     xp = get_xp(x.data)
     u = xp.asarray(rng.random(x.shape)) if rng is not None else xp.random.random_sample(x.shape)
     mask = (u >= p).astype(x.dtype) / x.dtype.type(1 - p)
-    return _pointwise(x, x.data * mask, mask, "dropout")
+    return _pointwise(x, x.data * mask, lambda: mask, "dropout")
 
 
 def interp_matrix(n_in: int, n_out: int, mode: str, align_corners: bool = False, scale=None,

@@ -7,7 +7,8 @@ and ``geom`` is a validated :class:`~fastconv.geometry.ConvGeometry`):
     conv_grad_input(dy, w, geom, algo)  -> dx  (N, C_in, H, W)   == the transposed convolution
     conv_grad_weight(x, dy, geom, algo) -> dw  (C_out, C_in/groups, KH, KW)
 
-Algorithms: ``'direct'`` (Numba loops; best for depthwise, few channels and 1-D) and
+Algorithms: ``'direct'`` (Numba loops; best for few channels and 1-D; a depthwise convolution
+runs its own phase-plane kernel, ``kernels/cpu/depthwise.py``) and
 ``'im2col'``: a pointwise 1x1 convolution is one batched matmul on the input itself; otherwise
 each thread unfolds cache-sized tiles of output rows and multiplies them with a
 single-threaded GEMM (``kernels/cpu/gemm.py``). When there are too few tiles to keep every
@@ -26,7 +27,7 @@ import numba
 import numpy as np
 
 from fastconv.geometry import ConvGeometry
-from fastconv.kernels.cpu import direct, gemm, im2col as _im2col
+from fastconv.kernels.cpu import depthwise, direct, gemm, im2col as _im2col
 
 ALGOS = ("direct", "im2col")
 name = "cpu"
@@ -162,6 +163,9 @@ def _wmat(w, g: ConvGeometry):
 
 def conv_forward(x, w, g: ConvGeometry, algo: str):
     y = np.empty(g.y_shape, x.dtype)
+    if algo == "direct" and g.is_depthwise:
+        depthwise.conv_forward(x, w, y, *_geom_ints(g))
+        return y
     if algo == "direct":
         xtile = _X_TILE_1D if g.N * g.C_out < 4 else max(1, g.out_size[1])
         direct.conv_forward(x, w, y, *_geom_ints(g), g.groups, xtile)
@@ -187,6 +191,10 @@ def conv_forward(x, w, g: ConvGeometry, algo: str):
 
 
 def conv_grad_input(dy, w, g: ConvGeometry, algo: str):
+    if algo == "direct" and g.is_depthwise:
+        dx = np.empty(g.x_shape, dy.dtype)
+        depthwise.conv_grad_input(dy, w, dx, *_geom_ints(g))
+        return dx
     if algo == "direct":
         dx = np.empty(g.x_shape, dy.dtype)
         direct.conv_grad_input(dy, w, dx, *_geom_ints(g), g.groups)
@@ -215,6 +223,10 @@ def conv_grad_input(dy, w, g: ConvGeometry, algo: str):
 
 
 def conv_grad_weight(x, dy, g: ConvGeometry, algo: str):
+    if algo == "direct" and g.is_depthwise:
+        dwt = np.empty(g.w_shape, x.dtype)
+        depthwise.conv_grad_weight(x, dy, dwt, *_geom_ints(g))
+        return dwt
     if algo == "direct":
         dwt = np.empty(g.w_shape, x.dtype)
         direct.conv_grad_weight(x, dy, dwt, *_geom_ints(g), g.groups)
@@ -243,5 +255,6 @@ def warm() -> None:
     """Compile (or load from Numba's cache) every CPU kernel for float32 and float64."""
     for dtype in (np.float32, np.float64):
         direct.warm(dtype)
+        depthwise.warm(dtype)
         _im2col.warm(dtype)
         gemm.warm(dtype)

@@ -1,0 +1,167 @@
+"""Depthwise convolution (groups == C_in, any channel multiplier, stride, dilation, padding).
+
+One task per input plane. The plane is copied once into ``sh * sw`` zero-padded *phase
+planes*, ``P[p, q][a, b] = x_pad[a*sh + p, b*sw + q]``, each ``A`` rows by ``B`` columns. In
+phase coordinates a strided, dilated tap (i, j) becomes a plain shift: output (y, x) reads
+``P[(i*dh) % sh, (j*dw) % sw][y + (i*dh)//sh, x + (j*dw)//sw]``. Computing the output on a grid
+of width ``B`` (the extra ``B - Wo`` columns are thrown away) turns each tap into ONE
+contiguous loop over ``Ho * B`` elements of the flattened planes: a few long vectorized loops
+per plane instead of one short loop per (row, tap), which is what small planes
+(7x7 .. 28x28, the late layers of MobileNets) need.
+
+The input gradient runs the same loops in reverse (scatter into the phase planes, then fold
+them back into the plane); the weight gradient is a dot product per (output channel, tap).
+"""
+import numpy as np
+from numba import njit, prange
+
+from ._common import FASTMATH, U
+
+
+@njit(inline="always")
+def _phase_dims(Ho, Wo, KH, KW, sh, sw, dh, dw):
+    A = Ho + ((KH - 1) * dh) // sh + 1     # one spare zero row: the last taps read past row A-1
+    B = Wo + ((KW - 1) * dw) // sw
+    return A, B
+
+
+@njit(inline="always")
+def _gather(x, n, c, P, sh, sw, ph, pw):
+    """P[p*sw + q, a, b] = x[n, c, a*sh + p - ph, b*sw + q - pw] (zero outside the plane)."""
+    H, W = x.shape[2], x.shape[3]
+    _, A, B = P.shape
+    for p in range(sh):
+        for q in range(sw):
+            k = p * sw + q
+            for a in range(A):
+                yi = a * sh + p - ph
+                if yi < 0 or yi >= H:
+                    for b in range(B):
+                        P[k, a, U(b)] = 0.0
+                    continue
+                for b in range(B):
+                    xi = b * sw + q - pw
+                    P[k, a, U(b)] = x[n, c, yi, xi] if 0 <= xi < W else 0.0
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def conv_forward(x, w, out, sh, sw, dh, dw, ph, pw):
+    """out[n, c*M + m] = sum_ij w[c*M + m, 0, i, j] * x_pad[n, c, y*sh + i*dh, x*sw + j*dw]."""
+    N, C = x.shape[0], x.shape[1]
+    O, _, KH, KW = w.shape
+    Ho, Wo = out.shape[2], out.shape[3]
+    M = O // C
+    A, B = _phase_dims(Ho, Wo, KH, KW, sh, sw, dh, dw)
+    L = Ho * B
+    for task in prange(N * C):
+        n = task // C
+        c = task % C
+        P = np.empty((sh * sw, A, B), x.dtype)
+        _gather(x, n, c, P, sh, sw, ph, pw)
+        Pf = P.reshape(sh * sw, A * B)
+        acc = np.empty(L, x.dtype)
+        for m in range(M):
+            o = c * M + m
+            for t in range(L):
+                acc[U(t)] = 0.0
+            for i in range(KH):
+                for j in range(KW):
+                    k = ((i * dh) % sh) * sw + (j * dw) % sw
+                    shift = ((i * dh) // sh) * B + (j * dw) // sw
+                    wv = w[o, 0, i, j]
+                    src = Pf[k]
+                    for t in range(L):
+                        acc[U(t)] += wv * src[U(t + shift)]
+            for y in range(Ho):
+                for t in range(Wo):
+                    out[n, o, y, U(t)] = acc[U(y * B + t)]
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def conv_grad_input(dy, w, dx, sh, sw, dh, dw, ph, pw):
+    """dx = the adjoint of ``conv_forward``: spread dy through every tap, then fold the phases back."""
+    N, C, H, W = dx.shape
+    O, _, KH, KW = w.shape
+    Ho, Wo = dy.shape[2], dy.shape[3]
+    M = O // C
+    A, B = _phase_dims(Ho, Wo, KH, KW, sh, sw, dh, dw)
+    L = Ho * B
+    for task in prange(N * C):
+        n = task // C
+        c = task % C
+        P = np.zeros((sh * sw, A * B), dy.dtype)
+        g = np.zeros(L, dy.dtype)
+        for m in range(M):
+            o = c * M + m
+            for y in range(Ho):
+                for t in range(Wo):
+                    g[U(y * B + t)] = dy[n, o, y, U(t)]
+            for i in range(KH):
+                for j in range(KW):
+                    k = ((i * dh) % sh) * sw + (j * dw) % sw
+                    shift = ((i * dh) // sh) * B + (j * dw) // sw
+                    wv = w[o, 0, i, j]
+                    dst = P[k]
+                    for t in range(L):
+                        dst[U(t + shift)] += wv * g[U(t)]
+        for yi in range(H):
+            for xi in range(W):
+                dx[n, c, yi, xi] = 0.0
+        # fold: padded pixel (a*sh + p, b*sw + q) is input pixel (a*sh + p - ph, b*sw + q - pw)
+        for p in range(sh):
+            for q in range(sw):
+                k = p * sw + q
+                for a in range(A):
+                    yi = a * sh + p - ph
+                    if yi < 0 or yi >= H:
+                        continue
+                    for b in range(B):
+                        xi = b * sw + q - pw
+                        if 0 <= xi < W:
+                            dx[n, c, yi, xi] += P[k, U(a * B + b)]
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def conv_grad_weight(x, dy, dwt, sh, sw, dh, dw, ph, pw):
+    """dwt[c*M + m, 0, i, j] = sum_n <dy[n, c*M + m] on the width-B grid, shifted phase plane>."""
+    N, C = x.shape[0], x.shape[1]
+    O, _, KH, KW = dwt.shape
+    Ho, Wo = dy.shape[2], dy.shape[3]
+    M = O // C
+    A, B = _phase_dims(Ho, Wo, KH, KW, sh, sw, dh, dw)
+    L = Ho * B
+    for c in prange(C):
+        P = np.empty((sh * sw, A, B), x.dtype)
+        g = np.zeros(L, x.dtype)
+        acc = np.zeros((M, KH, KW))
+        for n in range(N):
+            _gather(x, n, c, P, sh, sw, ph, pw)
+            Pf = P.reshape(sh * sw, A * B)
+            for m in range(M):
+                o = c * M + m
+                for y in range(Ho):
+                    for t in range(Wo):
+                        g[U(y * B + t)] = dy[n, o, y, U(t)]
+                for i in range(KH):
+                    for j in range(KW):
+                        k = ((i * dh) % sh) * sw + (j * dw) % sw
+                        shift = ((i * dh) // sh) * B + (j * dw) // sw
+                        src = Pf[k]
+                        s = 0.0
+                        for t in range(L):
+                            s += g[U(t)] * src[U(t + shift)]
+                        acc[m, i, j] += s
+        for m in range(M):
+            for i in range(KH):
+                for j in range(KW):
+                    dwt[c * M + m, 0, i, j] = acc[m, i, j]
+
+
+def warm(dtype) -> None:
+    """Compile (or load from cache) every kernel of this module for ``dtype``."""
+    x = np.ones((1, 2, 4, 4), dtype)
+    w = np.ones((2, 1, 3, 3), dtype)
+    y = np.empty((1, 2, 2, 2), dtype)
+    conv_forward(x, w, y, 2, 2, 1, 1, 1, 1)
+    conv_grad_input(y, w, x, 2, 2, 1, 1, 1, 1)
+    conv_grad_weight(x, y, w, 2, 2, 1, 1, 1, 1)
