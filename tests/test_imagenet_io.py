@@ -11,9 +11,7 @@ from fastconv.models.imagenet import (
     imagenet_preprocess,
     imagenet_unpreprocess,
     label_index,
-    load_image,
     sample_image,
-    save_image,
 )
 
 Image = pytest.importorskip("PIL.Image")
@@ -131,19 +129,6 @@ def test_unpreprocess_inverts_preprocess():
     np.testing.assert_array_equal(imagenet_unpreprocess(wild)[0, 0], [0, 127, 255])
     with pytest.raises(ValueError, match="3, H, W"):
         imagenet_unpreprocess(np.zeros((224, 224, 3)))
-
-
-def test_load_and_save_image(tmp_path):
-    img = _photo()
-    save_image(img, tmp_path / "a.png")
-    np.testing.assert_array_equal(load_image(tmp_path / "a.png"), img)
-    save_image(img[:, :, 0], tmp_path / "g.png")
-    assert load_image(tmp_path / "g.png").shape == (90, 130, 3)
-    with pytest.raises(ValueError):
-        save_image(img.astype(np.float32), tmp_path / "f.png")
-
-
-# --- sample images ---------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", SAMPLE_IMAGES)

@@ -14,12 +14,11 @@ import numpy as np
 __all__ = [
     "SAMPLE_IMAGES",
     "imagenet_labels",
+    "imagenet_pixels",
     "imagenet_preprocess",
     "imagenet_unpreprocess",
     "label_index",
-    "load_image",
     "sample_image",
-    "save_image",
 ]
 
 ImageLike = Union[str, os.PathLike, np.ndarray, "PIL.Image.Image"]  # noqa: F821
@@ -227,38 +226,3 @@ def sample_image(name: str) -> np.ndarray:
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
     return np.ascontiguousarray(arr[:, :, :3], dtype=np.uint8)
-
-
-def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as RGB (grey is repeated, alpha dropped).
-
-    Args:
-        path: any format Pillow reads.
-
-    Returns:
-        uint8 array (H, W, 3).
-
-    Example:
-        >>> load_image("cat.png").shape
-        (300, 451, 3)
-    """
-    return np.asarray(_to_pil_rgb(path)).copy()
-
-
-def save_image(image: np.ndarray, path: str | os.PathLike) -> None:
-    """Write a uint8 image; the format follows the file extension.
-
-    Args:
-        image: uint8 array (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA.
-        path: destination, e.g. ``'out.png'``.
-
-    Example:
-        >>> save_image(sample_image("coffee"), "coffee.png")
-    """
-    from PIL import Image
-
-    arr = np.asarray(image)
-    if arr.dtype != np.uint8 or not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))):
-        raise ValueError(f"expected uint8 (H, W), (H, W, 3) or (H, W, 4), "
-                         f"got {arr.dtype} {arr.shape}")
-    Image.fromarray(np.ascontiguousarray(arr)).save(path)

