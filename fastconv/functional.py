@@ -17,6 +17,7 @@ from fastconv.backends import get_backend, get_xp
 from fastconv.geometry import ConvGeometry, PaddingArg, conv_geometry, transposed_geometry
 
 DTYPES = ("float32", "float64")
+_FLOAT_CHARS = "fd"   # dtype.char of float32 and float64 (cheaper to test than dtype.name)
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 _ALGO_NAMES = ("auto", "direct", "im2col")
 
@@ -28,7 +29,7 @@ def check_array(a, name: str, xp=None):
         xp = get_xp(a)
     if not hasattr(a, "dtype") or not hasattr(a, "shape"):
         a = xp.asarray(a)
-    if a.dtype.name not in DTYPES:
+    if a.dtype.char not in _FLOAT_CHARS:
         raise TypeError(f"{name} has dtype {a.dtype.name}; fastconv computes in float32 or float64 "
                         f"(cast with .astype(np.float32))")
     return a

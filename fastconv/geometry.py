@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Sequence, Union
 
 Pair = tuple[int, int]
@@ -191,9 +192,16 @@ def _to2d(t: tuple, fill) -> tuple:
     return t if len(t) == 2 else (fill,) + t
 
 
+def _hashable(v):
+    """Lists (of lists) as tuples, so that a call's arguments can key the geometry cache."""
+    if isinstance(v, (list, tuple)):
+        return tuple(_hashable(e) for e in v)
+    return v
+
+
 def conv_geometry(x_shape: Sequence[int], w_shape: Sequence[int], stride=1, padding: PaddingArg = 0,
                   dilation=1, groups: int = 1, spatial_dims: int | None = None) -> ConvGeometry:
-    """Validate and describe the convolution of ``x_shape`` with weight ``w_shape``.
+    """Validate and describe the convolution of ``x_shape`` with weight ``w_shape`` (cached).
 
     Args:
         x_shape: (N, C_in, L) or (N, C_in, H, W).
@@ -205,6 +213,24 @@ def conv_geometry(x_shape: Sequence[int], w_shape: Sequence[int], stride=1, padd
     Raises:
         ValueError naming the argument and the shapes when anything does not fit.
     """
+    try:
+        key = (_hashable(x_shape), _hashable(w_shape), _hashable(stride), _hashable(padding),
+               _hashable(dilation), groups, spatial_dims)
+        hash(key)
+    except TypeError:  # something unhashable: let the checks below name it
+        return _conv_geometry(x_shape, w_shape, stride, padding, dilation, groups, spatial_dims)
+    # a network calls the same few convolutions over and over: validate each shape once
+    return _cached_conv_geometry(*key)
+
+
+@lru_cache(maxsize=4096)
+def _cached_conv_geometry(*key) -> ConvGeometry:
+    return _conv_geometry(*key)
+
+
+def _conv_geometry(x_shape: Sequence[int], w_shape: Sequence[int], stride=1, padding: PaddingArg = 0,
+                   dilation=1, groups: int = 1, spatial_dims: int | None = None) -> ConvGeometry:
+    """The uncached :func:`conv_geometry`."""
     x_shape, w_shape = tuple(int(s) for s in x_shape), tuple(int(s) for s in w_shape)
     sd = spatial_dims if spatial_dims is not None else len(x_shape) - 2
     _spatial_dims(x_shape, w_shape, sd)

@@ -45,7 +45,9 @@ def choose_algo(geom: ConvGeometry) -> str:
     """The rule behind ``algo='auto'``: direct where each output sums few products, GEMM elsewhere."""
     cg = geom.C_in // geom.groups
     kg = cg * geom.kernel[0] * geom.kernel[1]
-    if geom.is_depthwise or kg < 16 or (geom.groups > 1 and cg < 4):
+    og = geom.C_out // geom.groups
+    # a GEMM with a handful of rows is a matrix-vector product: no reuse for BLAS to exploit
+    if geom.is_depthwise or kg < 16 or og < 4 or (geom.groups > 1 and cg < 4):
         return "direct"
     return "im2col"
 
