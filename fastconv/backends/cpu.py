@@ -8,12 +8,12 @@ and ``geom`` is a validated :class:`~fastconv.geometry.ConvGeometry`):
     conv_grad_weight(x, dy, geom, algo) -> dw  (C_out, C_in/groups, KH, KW)
 
 Algorithms: ``'direct'`` (Numba loops; best for few channels and 1-D; a depthwise convolution
-runs its own phase-plane kernel, ``kernels/cpu/depthwise.py``) and
-``'im2col'``: a pointwise 1x1 convolution is one batched matmul on the input itself; otherwise
-each thread unfolds cache-sized tiles of output rows and multiplies them with a
-single-threaded GEMM (``kernels/cpu/gemm.py``). When there are too few tiles to keep every
-core busy, the columns of whole images are built in a reused workspace instead and multiplied
-by the multi-threaded BLAS.
+runs its own phase-plane kernel, ``kernels/cpu/depthwise.py``) and ``'im2col'``: each Numba
+thread unfolds cache-sized tiles of output rows and multiplies them with a single-threaded GEMM
+(``kernels/cpu/gemm.py``). BLAS never runs multi-threaded beside Numba's threads: OpenBLAS
+workers spin after each call and starve the next kernel. The one exception is the input
+gradient of a batch with fewer (image, group) pairs than twice the threads, whose column
+tiles would overlap: it builds whole-image columns in a reused workspace and lets BLAS thread.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ import ctypes
 import glob
 import os
 import threading
+from dataclasses import replace
 
 import numba
 import numpy as np
@@ -145,51 +146,32 @@ def _tiles(g: ConvGeometry, dtype):
                 yield n0, 1, y0, min(Ho, y0 + rows_fit)
 
 
-def _columns(x, g: ConvGeometry, n0, B, y0, y1):
-    """The (B, G, Cg*KH*KW, P) column matrix of a tile (a view of x for a pointwise conv)."""
-    G = g.groups
-    Kg = (g.C_in // G) * g.kernel[0] * g.kernel[1]
-    Wo = g.out_size[1]
-    if g.is_pointwise:
-        return x[n0:n0 + B].reshape(B, G, Kg, -1)[..., y0 * Wo:y1 * Wo]
-    P = (y1 - y0) * Wo
-    cols = _workspace(B * G * Kg * P, x.dtype).reshape(B, G * Kg, P)
-    sh, sw, dh, dw, ph, pw = _geom_ints(g)
-    _im2col.im2col(x, cols, n0, y0, y1, g.kernel[0], g.kernel[1], sh, sw, dh, dw, ph, pw, Wo)
-    return cols.reshape(B, G, Kg, P)
-
-
 def _wmat(w, g: ConvGeometry):
     return w.reshape(g.groups, g.C_out // g.groups, -1)
 
 
-def conv_forward(x, w, g: ConvGeometry, algo: str):
+def _tiled_forward(x, wm, g: ConvGeometry):
+    """y = wm[g] @ columns(x), tile by tile on every Numba thread (``kernels/cpu/gemm.py``)."""
     y = np.empty(g.y_shape, x.dtype)
+    rows = _tile_rows(g, x.dtype, g.N * g.groups)
+    nchunks = min(numba.get_num_threads(), g.N * g.groups * -(-g.out_size[0] // rows))
+    with single_threaded_blas():
+        gemm.conv_forward(x, np.ascontiguousarray(wm), y, rows, nchunks, g.kernel[0], g.kernel[1],
+                          *_geom_ints(g))
+    return y
+
+
+def conv_forward(x, w, g: ConvGeometry, algo: str):
     if algo == "direct" and g.is_depthwise:
+        y = np.empty(g.y_shape, x.dtype)
         depthwise.conv_forward(x, w, y, *_geom_ints(g))
         return y
     if algo == "direct":
+        y = np.empty(g.y_shape, x.dtype)
         xtile = _X_TILE_1D if g.N * g.C_out < 4 else max(1, g.out_size[1])
         direct.conv_forward(x, w, y, *_geom_ints(g), g.groups, xtile)
         return y
-    Wo = g.out_size[1]
-    wm = _wmat(w, g)
-    if not g.is_pointwise:
-        rows = _tile_rows(g, x.dtype, g.N * g.groups)
-        nchunks = min(numba.get_num_threads(), g.N * g.groups * -(-g.out_size[0] // rows))
-        with single_threaded_blas():
-            gemm.conv_forward(x, np.ascontiguousarray(wm), y, rows, nchunks, g.kernel[0], g.kernel[1],
-                              *_geom_ints(g))
-        return y
-    yv = y.reshape(g.N, g.groups, g.C_out // g.groups, -1)
-    for n0, B, y0, y1 in _tiles(g, x.dtype):
-        cols = _columns(x, g, n0, B, y0, y1)
-        dst = yv[n0:n0 + B, :, :, y0 * Wo:y1 * Wo]
-        if dst.flags.c_contiguous:
-            np.matmul(wm, cols, out=dst)
-        else:
-            dst[...] = np.matmul(wm, cols)
-    return y
+    return _tiled_forward(x, _wmat(w, g), g)
 
 
 def conv_grad_input(dy, w, g: ConvGeometry, algo: str):
@@ -203,9 +185,10 @@ def conv_grad_input(dy, w, g: ConvGeometry, algo: str):
         return dx
     G, Wo = g.groups, g.out_size[1]
     wt = np.swapaxes(_wmat(w, g), 1, 2)                       # (G, Kg, Og)
-    dyv = dy.reshape(g.N, G, g.C_out // G, -1)
     if g.is_pointwise:
-        return np.matmul(wt, dyv).reshape(g.x_shape)
+        # dx = W^T dy is itself a pointwise convolution, with the transposed weight
+        gt = replace(g, C_in=g.C_out, C_out=g.C_in, in_size=g.out_size, out_size=g.in_size)
+        return _tiled_forward(dy, wt, gt)
     dx = np.zeros(g.x_shape, dy.dtype)
     if g.N * G >= 2 * numba.get_num_threads():
         rows = _tile_rows(g, dy.dtype, g.N * G)
@@ -213,8 +196,10 @@ def conv_grad_input(dy, w, g: ConvGeometry, algo: str):
             gemm.conv_grad_input(dy, np.ascontiguousarray(wt), dx, rows, g.kernel[0], g.kernel[1],
                                  *_geom_ints(g))
         return dx
+    # too few (image, group) pairs to share out: whole-image columns, multi-threaded BLAS
     sh, sw, dh, dw, ph, pw = _geom_ints(g)
     Kg = wt.shape[1]
+    dyv = dy.reshape(g.N, G, g.C_out // G, -1)
     for n0, B, y0, y1 in _tiles(g, dy.dtype):
         P = (y1 - y0) * Wo
         cols = _workspace(B * G * Kg * P, dy.dtype).reshape(B, G, Kg, P)
@@ -233,24 +218,14 @@ def conv_grad_weight(x, dy, g: ConvGeometry, algo: str):
         dwt = np.empty(g.w_shape, x.dtype)
         direct.conv_grad_weight(x, dy, dwt, *_geom_ints(g), g.groups)
         return dwt
-    G, Wo = g.groups, g.out_size[1]
-    Og = g.C_out // G
+    G = g.groups
     Kg = (g.C_in // G) * g.kernel[0] * g.kernel[1]
-    if not g.is_pointwise:
-        rows = _tile_rows(g, x.dtype, g.N * G)
-        nchunks = min(numba.get_num_threads(), g.N * G * -(-g.out_size[0] // rows))
-        partial = np.zeros((nchunks, G, Og, Kg), x.dtype)
-        with single_threaded_blas():
-            gemm.conv_grad_weight(x, dy, partial, rows, g.kernel[0], g.kernel[1], *_geom_ints(g))
-        return partial.sum(axis=0).reshape(g.w_shape)
-    dyv = dy.reshape(g.N, G, Og, -1)
-    acc = np.zeros((G, Og, (g.C_in // G) * g.kernel[0] * g.kernel[1]), x.dtype)
-    for n0, B, y0, y1 in _tiles(g, x.dtype):
-        cols = _columns(x, g, n0, B, y0, y1)
-        part = dyv[n0:n0 + B, :, :, y0 * Wo:y1 * Wo]
-        for b in range(B):
-            acc += np.matmul(part[b], np.swapaxes(cols[b], 1, 2))
-    return acc.reshape(g.w_shape)
+    rows = _tile_rows(g, x.dtype, g.N * G)
+    nchunks = min(numba.get_num_threads(), g.N * G * -(-g.out_size[0] // rows))
+    partial = np.zeros((nchunks, G, g.C_out // G, Kg), x.dtype)
+    with single_threaded_blas():
+        gemm.conv_grad_weight(x, dy, partial, rows, g.kernel[0], g.kernel[1], *_geom_ints(g))
+    return partial.sum(axis=0).reshape(g.w_shape)
 
 
 def warm() -> None:
