@@ -712,11 +712,15 @@ def lite0_fastconv_fn(case: Case, d: dict, target: int | None):
     """fastconv's EfficientNet-Lite0 on the same input (raises ImportError/AttributeError when absent).
 
     ``efficientnet_lite0(pretrained=True, input='normalized')`` takes the same (pixel - 127) / 128
-    input as the torch network; the gradient is that of the ``target`` logit.
+    input as the torch network; the gradient is that of the ``target`` logit. As a user runs it
+    for inference and attribution: BatchNorm folded (``.fused()``) and the weights frozen, so only
+    the input gradient is computed, as on the torch side (whose weights are plain tensors).
     """
     from fastconv.models import efficientnet_lite0
     from fastconv.autograd import Tensor, no_grad
-    model = efficientnet_lite0(pretrained=True, input="normalized").eval()
+    model = efficientnet_lite0(pretrained=True, input="normalized").fused()
+    for p in model.parameters():
+        p.requires_grad = False
     x = d["x"]
 
     def fwd():

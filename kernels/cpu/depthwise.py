@@ -26,6 +26,12 @@ def _phase_dims(Ho, Wo, KH, KW, sh, sw, dh, dw):
 
 
 @njit(inline="always")
+def _tap(i, j, dh, dw, sh, sw, B):
+    """(phase plane, flat shift) that tap (i, j) reads for output 0."""
+    return ((i * dh) % sh) * sw + (j * dw) % sw, ((i * dh) // sh) * B + (j * dw) // sw
+
+
+@njit(inline="always")
 def _gather(x, n, c, P, sh, sw, ph, pw):
     """P[p*sw + q, a, b] = x[n, c, a*sh + p - ph, b*sw + q - pw] (zero outside the plane)."""
     H, W = x.shape[2], x.shape[3]
@@ -74,13 +80,24 @@ def conv_forward(x, w, out, sh, sw, dh, dw, ph, pw):
             for t in range(L):
                 acc[U(t)] = 0.0
             for i in range(KH):
-                for j in range(KW):
-                    k = ((i * dh) % sh) * sw + (j * dw) % sw
-                    shift = ((i * dh) // sh) * B + (j * dw) // sw
-                    wv = w[o, 0, i, j]
-                    src = Pf[k]
+                # taps three at a time: one load and store of acc per three multiply-adds
+                j = 0
+                while j + 3 <= KW:
+                    k0, s0 = _tap(i, j, dh, dw, sh, sw, B)
+                    k1, s1 = _tap(i, j + 1, dh, dw, sh, sw, B)
+                    k2, s2 = _tap(i, j + 2, dh, dw, sh, sw, B)
+                    w0, w1, w2 = w[o, 0, i, j], w[o, 0, i, j + 1], w[o, 0, i, j + 2]
+                    a0, a1, a2 = Pf[k0], Pf[k1], Pf[k2]
                     for t in range(L):
-                        acc[U(t)] += wv * src[U(t + shift)]
+                        acc[U(t)] += w0 * a0[U(t + s0)] + w1 * a1[U(t + s1)] + w2 * a2[U(t + s2)]
+                    j += 3
+                while j < KW:
+                    k0, s0 = _tap(i, j, dh, dw, sh, sw, B)
+                    w0 = w[o, 0, i, j]
+                    a0 = Pf[k0]
+                    for t in range(L):
+                        acc[U(t)] += w0 * a0[U(t + s0)]
+                    j += 1
             for y in range(Ho):
                 for t in range(Wo):
                     out[n, o, y, U(t)] = acc[U(y * B + t)]
