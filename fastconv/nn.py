@@ -290,6 +290,40 @@ def capture(model: Module, names=None):
             h.remove()
 
 
+@contextlib.contextmanager
+def frozen(model: Module):
+    """Run ``model`` in eval mode with its parameters frozen; restore every mode and flag afterwards.
+
+    Eval mode: BatchNorm uses its running statistics and dropout is off, so each item's output
+    depends on that item only. Frozen parameters (``requires_grad=False``) skip every weight
+    gradient: a backward pass then costs only the input gradient (what saliency maps, feature
+    visualization and attacks need), and the caller's parameter ``.grad`` arrays stay untouched.
+
+    Example:
+        >>> net = Sequential(Linear(3, 2))
+        >>> with frozen(net):
+        ...     net.training, net[0].weight.requires_grad
+        (False, False)
+        >>> net.training, net[0].weight.requires_grad
+        (True, True)
+    """
+    mods = model.modules()
+    modes = [m.training for m in mods]
+    params = model.parameters()
+    flags = [p.requires_grad for p in params]
+    try:
+        for m in mods:
+            object.__setattr__(m, "training", False)
+        for p in params:
+            p.requires_grad = False
+        yield model
+    finally:
+        for m, mode in zip(mods, modes):
+            object.__setattr__(m, "training", mode)
+        for p, f in zip(params, flags):
+            p.requires_grad = f
+
+
 # ----------------------------------------------------------------------------- initialisation
 def _uniform(shape, bound, dtype):
     return Parameter(_rng.uniform(-bound, bound, shape).astype(dtype))

@@ -162,9 +162,10 @@ def receptive_field(model: nn.Module, input_shape) -> ReceptiveFields:
                 r[a] += (spatial[a] - 1) * j[a]
                 j[a] *= spatial[a]
                 spatial[a] = 1
-        elif not isinstance(m, (nn.Flatten,) + _ELEMENTWISE):
+        elif not (isinstance(m, (nn.Flatten,) + _ELEMENTWISE) or getattr(m, "elementwise", False)):
             raise TypeError(f"receptive_field: does not know how layer {label} maps positions; it handles "
-                            f"convolutions, poolings, Flatten, Linear and elementwise layers")
+                            f"convolutions, poolings, Flatten, Linear and elementwise layers (a custom "
+                            f"layer that maps each position to itself can say so with `elementwise = True`)")
         start = tuple(left[a] + (r[a] - 1) / 2 for a in range(nd))
         fields.append(LayerField(name, type(m).__name__, tuple(out_shape), tuple(r), tuple(j), start))
     return fields

@@ -5,12 +5,11 @@ through these helpers so that every error names the argument and the shapes the 
 """
 from __future__ import annotations
 
-import contextlib
 import numbers
 
 import numpy as np
 
-from fastconv import ops
+from fastconv import nn, ops
 from fastconv.autograd import Tensor, no_grad
 from fastconv.backends import get_xp
 
@@ -99,30 +98,9 @@ def check_logits(out, n: int) -> Tensor:
     return out
 
 
-@contextlib.contextmanager
 def inference(model):
-    """Run ``model`` in eval mode with frozen parameters; restore every flag afterwards.
-
-    Eval mode: BatchNorm uses running statistics and dropout is off, so each item's score
-    depends on that item only (the batched methods below rely on it). Freezing parameters
-    (requires_grad=False) skips every weight gradient: the backward pass then costs only the
-    input gradients, and the caller's parameter ``.grad`` arrays are left untouched.
-    """
-    mods = list(model.modules()) if hasattr(model, "modules") else []
-    modes = [m.training for m in mods]
-    params = list(model.parameters()) if hasattr(model, "parameters") else []
-    flags = [p.requires_grad for p in params]
-    try:
-        for m in mods:
-            object.__setattr__(m, "training", False)
-        for p in params:
-            p.requires_grad = False
-        yield model
-    finally:
-        for m, mode in zip(mods, modes):
-            object.__setattr__(m, "training", mode)
-        for p, f in zip(params, flags):
-            p.requires_grad = f
+    """``nn.frozen(model)``: eval mode, parameters frozen, everything restored afterwards."""
+    return nn.frozen(model)
 
 
 def predict_logits(model, x, batch_size: int | None = None):

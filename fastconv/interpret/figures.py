@@ -208,9 +208,9 @@ def input_gradient(model, objective, size: int = 128, value: float = 127.5, chan
     Returns:
         float64 (channels, size, size).
     """
-    from fastconv.interpret.render import _frozen, _Runner
+    from fastconv.interpret.render import _Runner
     x = Tensor(np.full((1, channels, size, size), value, np.float32), requires_grad=True)
-    with _frozen(model):
+    with nn.frozen(model):
         _Runner(model, objective)(x).backward()
     return x.grad[0].astype(np.float64)
 
@@ -305,8 +305,7 @@ def feature_maps(model, x, layer: str, n: int = 16, channels=None, size: int = 9
     """
     x = np.asarray(x.data if isinstance(x, Tensor) else x, dtype=np.float32)
     x = x[None] if x.ndim == 3 else x
-    from fastconv.interpret.render import _frozen
-    with _frozen(model), no_grad(), nn.capture(model, [layer]) as acts:
+    with nn.frozen(model), no_grad(), nn.capture(model, [layer]) as acts:
         model(Tensor(x))
     a = np.asarray(acts[layer].data[0], dtype=np.float64)
     if channels is None:

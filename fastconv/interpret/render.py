@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fastconv import optim
+from fastconv import nn, optim
 from fastconv.autograd import Tensor, no_grad
 from fastconv.interpret.objectives import Objective
 from fastconv.interpret.param import ImageFunction, pixel_image
@@ -164,29 +164,6 @@ class _Runner:
         return self.objective(acts, out)
 
 
-class _frozen:
-    """Eval mode and requires_grad=False on the model's parameters (no weight gradients), restored after."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def __enter__(self):
-        mods = self.model.modules()
-        self.modes = [(m, m.training) for m in mods]
-        self.flags = [(p, p.requires_grad) for p in self.model.parameters()]
-        self.model.eval()
-        for p, _ in self.flags:
-            p.requires_grad = False
-        return self
-
-    def __exit__(self, *exc):
-        for m, mode in self.modes:
-            object.__setattr__(m, "training", mode)
-        for p, f in self.flags:
-            p.requires_grad = f
-        return False
-
-
 def visualize(model, objective: Objective, shape=(1, 3, 128, 128), param=None, transforms=None,
               regularizers=(), optimizer="adam", lr: float = 0.05, steps: int = 128, seed: int = 0,
               progress: bool = True, value_range=(0.0, 255.0), callback=None) -> VisResult:
@@ -235,7 +212,7 @@ def visualize(model, objective: Objective, shape=(1, 3, 128, 128), param=None, t
     bar = ProgressBar(steps, objective.name[:40]) if progress and steps else None
     history = []
     start = time.perf_counter()
-    with _frozen(model):
+    with nn.frozen(model):
         with no_grad():
             initial = float(run(Tensor(image_fn.pixels())).item())
         for step in range(1, steps + 1):

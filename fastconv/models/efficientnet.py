@@ -45,6 +45,8 @@ def _bn(channels: int) -> nn.BatchNorm2d:
 class ImageNormalize(nn.Module):
     """(x - offset) / scale: the model's own input normalization, as its first layer."""
 
+    elementwise = True  # for receptive_field: every position maps to itself
+
     def __init__(self, offset: float = 127.0, scale: float = 128.0):
         super().__init__()
         self.offset, self.scale = offset, scale
@@ -118,6 +120,7 @@ class EfficientNetLite0(nn.Module):
         self._conv_head = nn.Conv2d(cin, 1280, 1, bias=False)
         self._bn1 = _bn(1280)
         self._avg_pooling = nn.AdaptiveAvgPool2d(1)
+        self._flatten = nn.Flatten()
         self._dropout = nn.Dropout(dropout)
         self._fc = nn.Linear(1280, num_classes)
 
@@ -129,7 +132,7 @@ class EfficientNetLite0(nn.Module):
         return ops.relu6(self._bn1(self._conv_head(x)))
 
     def forward(self, x):
-        x = self._avg_pooling(self.features(x)).flatten(1)
+        x = self._flatten(self._avg_pooling(self.features(x)))
         return self._fc(self._dropout(x))
 
     def fused_pairs(self):
