@@ -12,6 +12,14 @@ Example:
     (2, 8, 16, 16)
 """
 from fastconv import _runtime  # noqa: F401  (threading layer and cache setup before numba loads)
+
+try:
+    import fastconv.kernels  # noqa: F401
+except ModuleNotFoundError as exc:  # pragma: no cover - depends on how Python was started
+    raise ImportError(
+        f"fastconv was imported from {__path__[0]}, a source checkout in which kernels/ lies beside "
+        f"fastconv/ instead of inside it. Install the project (pip install -e .) and import it from "
+        f"outside the checkout, or run from another directory.") from exc
 from fastconv import grad, nn, ops, optim
 from fastconv.autograd import Tensor, gradcheck, no_grad
 from fastconv.functional import conv1d, conv2d, conv_transpose1d, conv_transpose2d, pad

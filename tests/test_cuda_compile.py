@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import numpy as np
@@ -207,9 +208,11 @@ def test_grad_input_phases_skip_structural_zeros():
 
 # ----------------------------------------------------------------------------- no CuPy on the CPU path
 def _run(code: str):
+    # run outside the checkout: with cwd on sys.path, the source folder fastconv/ (which has no
+    # kernels/ inside) would shadow the installed package
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "NUMBA_CACHE_DIR": os.environ.get("NUMBA_CACHE_DIR",
-                                                                                          "/tmp/nbcache")})
+                          timeout=300, cwd=tempfile.gettempdir(),
+                          env={**os.environ, "NUMBA_CACHE_DIR": os.environ.get("NUMBA_CACHE_DIR", "/tmp/nbcache")})
 
 
 def test_cpu_work_never_imports_cupy():

@@ -32,6 +32,15 @@ def _tap(i, j, dh, dw, sh, sw, B):
 
 
 @njit(inline="always")
+def _to_grid(dy, n, o, g, B):
+    """dy[n, o] laid out on the width-B output grid (the extra columns stay as they are: zero)."""
+    Ho, Wo = dy.shape[2], dy.shape[3]
+    for y in range(Ho):
+        for t in range(Wo):
+            g[U(y * B + t)] = dy[n, o, y, U(t)]
+
+
+@njit(inline="always")
 def _gather(x, n, c, P, sh, sw, ph, pw):
     """P[p*sw + q, a, b] = x[n, c, a*sh + p - ph, b*sw + q - pw] (zero outside the plane)."""
     H, W = x.shape[2], x.shape[3]
@@ -119,13 +128,10 @@ def conv_grad_input(dy, w, dx, sh, sw, dh, dw, ph, pw):
         g = np.zeros(L, dy.dtype)
         for m in range(M):
             o = c * M + m
-            for y in range(Ho):
-                for t in range(Wo):
-                    g[U(y * B + t)] = dy[n, o, y, U(t)]
+            _to_grid(dy, n, o, g, B)
             for i in range(KH):
                 for j in range(KW):
-                    k = ((i * dh) % sh) * sw + (j * dw) % sw
-                    shift = ((i * dh) // sh) * B + (j * dw) // sw
+                    k, shift = _tap(i, j, dh, dw, sh, sw, B)
                     wv = w[o, 0, i, j]
                     dst = P[k]
                     for t in range(L):
@@ -169,13 +175,10 @@ def conv_grad_weight(x, dy, dwt, sh, sw, dh, dw, ph, pw):
             Pf = P.reshape(sh * sw, A * B)
             for m in range(M):
                 o = c * M + m
-                for y in range(Ho):
-                    for t in range(Wo):
-                        g[U(y * B + t)] = dy[n, o, y, U(t)]
+                _to_grid(dy, n, o, g, B)
                 for i in range(KH):
                     for j in range(KW):
-                        k = ((i * dh) % sh) * sw + (j * dw) % sw
-                        shift = ((i * dh) // sh) * B + (j * dw) // sw
+                        k, shift = _tap(i, j, dh, dw, sh, sw, B)
                         src = Pf[k]
                         s = 0.0
                         for t in range(L):
