@@ -219,6 +219,23 @@ class Tensor:
         """The same array, cut from the graph."""
         return Tensor(self.data)
 
+    def to(self, target) -> "Tensor":
+        """A copy on a device ('cpu', 'cuda') or of a dtype, as a new leaf with the same requires_grad.
+
+        Example:
+            >>> Tensor(np.ones(2, np.float32)).to(np.float64).dtype
+            dtype('float64')
+        """
+        from fastconv.backends import _is_device, to_device
+        data = to_device(self.data, target) if _is_device(target) else self.data.astype(target)
+        return Tensor(data, self.requires_grad)
+
+    @property
+    def device(self) -> str:
+        """'cuda' for a CuPy tensor, else 'cpu'."""
+        from fastconv.backends import is_cupy_array
+        return "cuda" if is_cupy_array(self.data) else "cpu"
+
     def numpy(self) -> np.ndarray:
         """The data as a NumPy array (copied from the GPU for a CuPy tensor)."""
         get = getattr(self.data, "get", None)

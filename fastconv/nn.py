@@ -147,15 +147,26 @@ class Module:
         """Evaluation mode (running statistics, dropout off)."""
         return self.train(False)
 
-    def to(self, dtype) -> "Module":
-        """Cast every floating parameter and buffer to ``dtype`` in place (e.g. np.float64 for gradcheck)."""
+    def to(self, target) -> "Module":
+        """Move every parameter and buffer to a device ('cpu', 'cuda') or cast the floating ones to a dtype, in place.
+
+        Example:
+            >>> Linear(2, 2).to(np.float64).weight.dtype       # e.g. for gradcheck
+            dtype('float64')
+        """
+        from fastconv.backends import _is_device, to_device
+        if _is_device(target):
+            def convert(a):
+                return to_device(a, target)
+        else:
+            def convert(a):
+                return a.astype(target) if a.dtype.kind == "f" else a
         for m in self.modules():
             for p in m._parameters.values():
-                p.data = p.data.astype(dtype)
+                p.data = convert(p.data)
                 p.grad = None
             for name, b in m._buffers.items():
-                if b.dtype.kind == "f":
-                    m._buffers[name] = b.astype(dtype)
+                m._buffers[name] = convert(b)
         return self
 
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":

@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import os
 import re
@@ -271,3 +272,25 @@ def test_cuda_modules_compile_with_nvrtc():
                 pytest.fail(f"NVRTC failed on {module} {d}: {exc}\n{nvrtc.getProgramLog(prog)}")
             assert all(nvrtc.getLoweredName(prog, e) for e in exprs)
             assert "warning" not in nvrtc.getProgramLog(prog).lower()
+
+
+def test_moving_to_cuda_without_cupy_is_a_clear_error():
+    """Tensor.to('cuda') / Module.to('cuda') name the missing piece instead of failing deep inside."""
+    if importlib.util.find_spec("cupy") is not None:
+        pytest.skip("CuPy is installed: moving to the GPU is exercised by tests/test_gpu.py")
+    res = _run("""
+        import numpy as np
+        import fastconv
+        from fastconv import nn
+        for move in (lambda: fastconv.Tensor(np.ones(3)).to('cuda'), lambda: nn.Linear(2, 2).to('cuda')):
+            try:
+                move()
+            except RuntimeError as exc:
+                assert 'CUDA backend is unavailable' in str(exc), exc
+            else:
+                raise AssertionError('moving to cuda without CuPy did not raise')
+        t = fastconv.Tensor(np.ones(3), requires_grad=True).to('cpu')
+        assert t.device == 'cpu' and t.requires_grad
+        print('ok')
+    """)
+    assert res.returncode == 0 and "ok" in res.stdout, res.stderr

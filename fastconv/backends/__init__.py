@@ -37,3 +37,17 @@ def get_xp(array):
         return cupy
     import numpy
     return numpy
+
+
+def to_device(array, device: str):
+    """``array`` on ``device`` ('cpu' -> NumPy, 'cuda' -> CuPy); unchanged if it is already there."""
+    if device == "cpu":
+        return array.get() if is_cupy_array(array) else array
+    if device == "cuda":
+        xp = get_backend(device="cuda").xp
+        return array if is_cupy_array(array) else xp.asarray(array)
+    raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+
+
+def _is_device(arg) -> bool:
+    return isinstance(arg, str) and arg in ("cpu", "cuda")
