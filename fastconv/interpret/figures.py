@@ -566,8 +566,9 @@ def receptive_field_figure(image: np.ndarray, model, layers=None, unit=None, tit
     for k, f in enumerate(chosen):
         (y0, y1), (x0, x1) = f.window(index(f))
         clipped = y0 < 0 or x0 < 0 or y1 >= H or x1 >= W
-        txt = (f"{f.name} ({f.layer}): field {f.size[0]}x{f.size[1]}, jump {f.jump[0]}"
-               + (" (beyond the image: clipped)" if clipped else ""))
+        # short enough for a 224-pixel-wide picture
+        txt = (f"{f.name}: field {f.size[0]}x{f.size[1]}, jump {f.jump[0]}"
+               + (" (box clipped)" if clipped else ""))
         draw.text((4, H * scale + 4 + k * (font_size + 4)), txt, fill=dark(_COLORS[k % len(_COLORS)]), font=font)
     out = np.asarray(canvas)
     if title:
