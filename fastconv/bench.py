@@ -792,14 +792,7 @@ class Runner:
         res = {"case": dataclasses.asdict(case), "flops": case.flops, "auto_algo": fastconv_auto_algo(case),
                "results": {}}
         R = res["results"]
-        for algo in self.algos:
-            out, r = self._time(fastconv_fn(case, d, algo))
-            R[f"fastconv {algo}"] = dict(r, err=rel_err(out, ref))
-        if self.torch is not None:
-            out, r = self._time(torch_fn(case, d), warmup=3)
-            R["torch"] = dict(r, err=rel_err(out, ref))
-        out, r = self._time(numpy_fn(case, d))
-        R["numpy im2col"] = dict(r, err=rel_err(out, ref))
+        R.update(self.time_engines(case, d, ref))
         if self.scipy is not None and not case.grad:
             if case.kind == "conv1d":
                 for name, fn in scipy_1d_fns(case, d).items():
@@ -822,6 +815,19 @@ class Runner:
         err = max(rel_err(pl, ref[u // case.Co, u % case.Co]) for u, pl in enumerate(planes))
         r = self.timer(lambda: run(m), warmup=0, scale=total / m, repeats=3)
         return dict(r, err=err, extrapolated=m < total, subset=f"{m}/{total}")
+
+    def time_engines(self, case: Case, d: dict, ref) -> dict:
+        """Every fastconv algorithm, torch (when present) and NumPy im2col on one case, with errors."""
+        R = {}
+        for algo in self.algos:
+            out, r = self._time(fastconv_fn(case, d, algo))
+            R[f"fastconv {algo}"] = dict(r, err=rel_err(out, ref))
+        if self.torch is not None:
+            out, r = self._time(torch_fn(case, d), warmup=3)
+            R["torch"] = dict(r, err=rel_err(out, ref))
+        out, r = self._time(numpy_fn(case, d))
+        R["numpy im2col"] = dict(r, err=rel_err(out, ref))
+        return R
 
     def run_lite0(self, case: Case) -> dict:
         res = {"case": dataclasses.asdict(case), "flops": case.flops, "auto_algo": None, "results": {}}
@@ -863,15 +869,7 @@ class Runner:
                 case = case.tiny()
             d = make_data(case, np.random.default_rng(0))
             ref = reference(case, d)
-            R = {}
-            for algo in self.algos:
-                out, r = self._time(fastconv_fn(case, d, algo))
-                R[f"fastconv {algo}"] = dict(r, err=rel_err(out, ref))
-            if self.torch is not None:
-                out, r = self._time(torch_fn(case, d), warmup=3)
-                R["torch"] = dict(r, err=rel_err(out, ref))
-            out, r = self._time(numpy_fn(case, d))
-            R["numpy im2col"] = dict(r, err=rel_err(out, ref))
+            R = self.time_engines(case, d, ref)
             if self.scipy is not None and sw.id == "kernel":
                 R["scipy fft"] = self.time_scipy(case, d, "fft", ref, target=self.cfg.scipy_target / 2)
             points.append({"value": v, "case": dataclasses.asdict(case), "flops": case.flops,
