@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 
 import fastconv
 from fastconv import grad
-from oracle import rel_err
+from oracle import ref_conv_transpose, rel_err
 
 
 @st.composite
@@ -162,3 +162,25 @@ def test_bad_input_raises_and_never_crashes(n, cin, cout, h, w_, k, stride, dil,
     assert np.isfinite(y).all()
     C = fastconv.conv_matrix(wt.astype(np.float64), x.shape, stride=stride, dilation=dil, padding=pad, groups=groups)
     assert rel_err(y.ravel(), C @ x.astype(np.float64).ravel()) < 1e-5
+
+
+@given(st.integers(1, 2), st.integers(1, 4), st.integers(1, 4), st.integers(-1, 7), st.integers(-1, 7),
+       st.integers(0, 4), st.integers(-1, 3), st.integers(-1, 3), st.integers(-2, 3), st.integers(-1, 3),
+       st.integers(0, 3), st.sampled_from(["direct", "im2col", "auto"]))
+def test_bad_transposed_input_raises_and_never_crashes(n, cin, cout_g, h, w_, k, stride, dil, pad, out_pad, groups,
+                                                       algo):
+    """Random transposed-convolution arguments either raise or match the float64 scatter reference."""
+    try:
+        x = np.ones((n, cin, h, w_))
+        wt = np.ones((cin, cout_g, k, k))
+    except ValueError:
+        return
+    kw = dict(stride=stride, padding=pad, output_padding=out_pad, groups=groups, dilation=dil)
+    try:
+        y = fastconv.conv_transpose2d(x, wt, algo=algo, **kw)
+    except (ValueError, TypeError) as exc:
+        assert str(exc)
+        return
+    assert np.isfinite(y).all()
+    ref = ref_conv_transpose(x, wt, (stride, stride), [(pad, pad)] * 2, (out_pad, out_pad), (dil, dil), groups)
+    assert y.shape == ref.shape and rel_err(y, ref) < 1e-12
