@@ -19,7 +19,6 @@ from fastconv.geometry import ConvGeometry, PaddingArg, conv_geometry, transpose
 DTYPES = ("float32", "float64")
 _FLOAT_CHARS = "fd"   # dtype.char of float32 and float64 (cheaper to test than dtype.name)
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
-_ALGO_NAMES = ("auto", "direct", "im2col")
 
 
 # ----------------------------------------------------------------------------- validation
@@ -184,7 +183,7 @@ def conv1d(x, weight, bias=None, stride=1, padding: PaddingArg = 0, dilation=1, 
         stride, dilation: int >= 1.
         padding: int, (low, high) pair as ``[(lo, hi)]``, 'valid' or 'same' (TF SAME, any stride).
         groups: number of channel groups (groups == C_in: depthwise).
-        algo: 'auto', 'direct' or 'im2col'; all give the same result.
+        algo: 'auto', 'direct' or 'im2col' ('implicit_gemm' too on CUDA); all give the same result.
         padding_mode: 'zeros', 'reflect', 'replicate' or 'circular'.
 
     Returns:
@@ -211,7 +210,7 @@ def conv2d(x, weight, bias=None, stride=1, padding: PaddingArg = 0, dilation=1, 
             ('same' is TensorFlow's SAME at any stride: output ceil(in/stride), the odd pixel
             of padding at the bottom/right).
         groups: channel groups; groups == C_in is a depthwise convolution.
-        algo: 'auto', 'direct' or 'im2col'.
+        algo: 'auto', 'direct' or 'im2col' ('implicit_gemm' too on CUDA); all give the same result.
         padding_mode: 'zeros', 'reflect', 'replicate' or 'circular'.
 
     Returns:
