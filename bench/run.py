@@ -4,7 +4,7 @@
     python bench/run.py --quick --plot bench/out          # about 3-5 minutes on 2 cores
     python bench/run.py --json bench/out/full.json --plot bench/out --out bench/out/report.md
 
-The same as ``fastconv bench``; see ``fastconv/bench.py`` and ``bench/NOTES.md``.
+The same as ``fastconv bench``; see ``fastconv/bench/`` and ``bench/NOTES.md``.
 """
 import sys
 
