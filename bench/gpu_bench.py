@@ -229,8 +229,8 @@ def write_report(a, gpu_name, compile_s, rows, back_rows, summary, notes, total_
         f"torch `matmul.allow_tf32=False`); cuDNN with `benchmark=True` (its fastest algorithm).",
         f"- Times: CUDA events around each call, warm (kernel compilation, {compile_s:.1f} s cold, excluded); "
         f"median and min over up to 50 calls. TFLOP/s = 2 x nominal multiply-adds / median time.",
-        f"- ratio = fastconv median / cuDNN median (target for the best algo: <= 1.5 on the forward).",
-        f"- rel err = max |fastconv - cuDNN| / max |cuDNN| (both float32).",
+        "- ratio = fastconv median / cuDNN median (target for the best algo: <= 1.5 on the forward).",
+        "- rel err = max |fastconv - cuDNN| / max |cuDNN| (both float32).",
         "",
         "## Forward",
         "",
