@@ -8,12 +8,11 @@ comes from. Meant for small sizes: the course draws C for a 4x4 input and a 3x3 
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 from fastconv.geometry import conv_geometry
 
 
-def conv_matrix(weight, input_shape, stride=1, padding=0, dilation=1, groups: int = 1) -> sp.csr_matrix:
+def conv_matrix(weight, input_shape, stride=1, padding=0, dilation=1, groups: int = 1):
     """Sparse matrix C of the convolution of an input of ``input_shape`` with ``weight``.
 
     Args:
@@ -33,6 +32,8 @@ def conv_matrix(weight, input_shape, stride=1, padding=0, dilation=1, groups: in
         >>> C.shape, C.nnz
         ((4, 16), 36)
     """
+    import scipy.sparse as sp  # here, not at import: it costs a quarter second of every start-up
+
     weight = np.asarray(weight)
     if weight.ndim not in (3, 4):
         raise ValueError(f"weight must be (C_out, C_in/groups, K) or (C_out, C_in/groups, kh, kw), "
