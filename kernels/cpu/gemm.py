@@ -14,59 +14,24 @@ the order ``im2col.im2col`` writes.
 import numpy as np
 from numba import njit, prange
 
-from ._common import U, valid_range
+from ._common import U
+from .im2col import fill_row, fold_row
 
 
 @njit(inline="always")
 def _fill(x, cols, n, c0, Cg, y0, y1, KH, KW, sh, sw, dh, dw, ph, pw, Wo):
     """cols[(c, i, j), p] for channels c0..c0+Cg of image n and output rows y0..y1."""
-    H, W = x.shape[2], x.shape[3]
     for r in range(Cg * KH * KW):
-        c = c0 + r // (KH * KW)
-        i = (r // KW) % KH
-        j = r % KW
-        off = j * dw - pw
-        xa, xb = valid_range(0, Wo, off, sw, W)
-        for yo in range(y0, y1):
-            p0 = (yo - y0) * Wo
-            yi = yo * sh + i * dh - ph
-            if yi < 0 or yi >= H:
-                for t in range(Wo):
-                    cols[r, p0 + t] = 0.0
-                continue
-            for t in range(xa):
-                cols[r, p0 + t] = 0.0
-            if sw == 1:
-                for t in range(xa, xb):
-                    cols[r, U(p0 + t)] = x[n, c, yi, U(t + off)]
-            else:
-                for t in range(xa, xb):
-                    cols[r, U(p0 + t)] = x[n, c, yi, U(t * sw + off)]
-            for t in range(xb, Wo):
-                cols[r, p0 + t] = 0.0
+        fill_row(x, cols[r], n, c0 + r // (KH * KW), (r // KW) % KH, r % KW, y0, y1,
+                 sh, sw, dh, dw, ph, pw, Wo)
 
 
 @njit(inline="always")
 def _fold(cols, dx, n, c0, Cg, y0, y1, KH, KW, sh, sw, dh, dw, ph, pw, Wo):
     """dx[n, c0 + c] += the columns of a tile (the adjoint of ``_fill``)."""
-    H, W = dx.shape[2], dx.shape[3]
     for r in range(Cg * KH * KW):
-        c = c0 + r // (KH * KW)
-        i = (r // KW) % KH
-        j = r % KW
-        off = j * dw - pw
-        xa, xb = valid_range(0, Wo, off, sw, W)
-        for yo in range(y0, y1):
-            yi = yo * sh + i * dh - ph
-            if yi < 0 or yi >= H:
-                continue
-            p0 = (yo - y0) * Wo
-            if sw == 1:
-                for t in range(xa, xb):
-                    dx[n, c, yi, U(t + off)] += cols[r, U(p0 + t)]
-            else:
-                for t in range(xa, xb):
-                    dx[n, c, yi, U(t * sw + off)] += cols[r, U(p0 + t)]
+        fold_row(cols[r], dx, n, c0 + r // (KH * KW), (r // KW) % KH, r % KW, y0, y1,
+                 sh, sw, dh, dw, ph, pw, Wo)
 
 
 @njit(parallel=True, cache=True)

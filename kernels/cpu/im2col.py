@@ -9,43 +9,64 @@ Padding is written as zeros; no padded input copy is made.
 import numpy as np
 from numba import njit, prange
 
-from ._common import valid_range
+from ._common import U, valid_range
+
+
+@njit(inline="always")
+def fill_row(x, row, n, c, i, j, y0, y1, sh, sw, dh, dw, ph, pw, Wo):
+    """One column row: tap (i, j) of channel c of image n for output rows y0..y1 (zeros in the padding)."""
+    H, W = x.shape[2], x.shape[3]
+    off = j * dw - pw
+    xa, xb = valid_range(0, Wo, off, sw, W)
+    for yo in range(y0, y1):
+        p0 = (yo - y0) * Wo
+        yi = yo * sh + i * dh - ph
+        if yi < 0 or yi >= H:
+            for t in range(Wo):
+                row[U(p0 + t)] = 0.0
+            continue
+        for t in range(xa):
+            row[U(p0 + t)] = 0.0
+        if sw == 1:
+            for t in range(xa, xb):
+                row[U(p0 + t)] = x[n, c, yi, U(t + off)]
+        else:
+            for t in range(xa, xb):
+                row[U(p0 + t)] = x[n, c, yi, U(t * sw + off)]
+        for t in range(xb, Wo):
+            row[U(p0 + t)] = 0.0
+
+
+@njit(inline="always")
+def fold_row(row, dx, n, c, i, j, y0, y1, sh, sw, dh, dw, ph, pw, Wo):
+    """Add one column row back into dx[n, c] (the adjoint of ``fill_row``)."""
+    H, W = dx.shape[2], dx.shape[3]
+    off = j * dw - pw
+    xa, xb = valid_range(0, Wo, off, sw, W)
+    for yo in range(y0, y1):
+        yi = yo * sh + i * dh - ph
+        if yi < 0 or yi >= H:
+            continue
+        p0 = (yo - y0) * Wo
+        if sw == 1:
+            for t in range(xa, xb):
+                dx[n, c, yi, U(t + off)] += row[U(p0 + t)]
+        else:
+            for t in range(xa, xb):
+                dx[n, c, yi, U(t * sw + off)] += row[U(p0 + t)]
 
 
 @njit(parallel=True, cache=True)
 def im2col(x, cols, n0, y0, y1, KH, KW, sh, sw, dh, dw, ph, pw, Wo):
-    """Fill ``cols[b, (c, i, j), (y - y0) * Wo + x]`` from ``x[n0 + b]``."""
-    _, C, H, W = x.shape
+    """Fill ``cols[b, (c, i, j), (y - y0) * Wo + x]`` from ``x[n0 + b]``; one task per column row."""
+    C = x.shape[1]
     B = cols.shape[0]
     R = C * KH * KW
     for task in prange(B * R):
         b = task // R
         r = task % R
-        c = r // (KH * KW)
-        i = (r // KW) % KH
-        j = r % KW
-        off = j * dw - pw
-        xa, xb = valid_range(0, Wo, off, sw, W)
-        row = cols[b, r]
-        for yo in range(y0, y1):
-            dst = row[(yo - y0) * Wo: (yo - y0 + 1) * Wo]
-            yi = yo * sh + i * dh - ph
-            if yi < 0 or yi >= H:
-                for t in range(Wo):
-                    dst[t] = 0.0
-                continue
-            irow = x[n0 + b, c, yi]
-            for t in range(xa):
-                dst[t] = 0.0
-            if sw == 1:
-                src = irow[xa + off: xb + off]
-                for t in range(xb - xa):
-                    dst[xa + t] = src[t]
-            else:
-                for t in range(xa, xb):
-                    dst[t] = irow[t * sw + off]
-            for t in range(xb, Wo):
-                dst[t] = 0.0
+        fill_row(x, cols[b, r], n0 + b, r // (KH * KW), (r // KW) % KH, r % KW, y0, y1,
+                 sh, sw, dh, dw, ph, pw, Wo)
 
 
 @njit(parallel=True, cache=True)
@@ -55,29 +76,15 @@ def col2im(cols, dx, n0, y0, y1, KH, KW, sh, sw, dh, dw, ph, pw, Wo):
     One task per (image, channel) plane: the KH*KW rows of a channel all land in its own plane,
     so tasks never add into the same element. The caller zeroes ``dx`` first.
     """
-    _, C, H, W = dx.shape
+    C = dx.shape[1]
     B = cols.shape[0]
     for task in prange(B * C):
         b = task // C
         c = task % C
         for i in range(KH):
             for j in range(KW):
-                row = cols[b, (c * KH + i) * KW + j]
-                off = j * dw - pw
-                xa, xb = valid_range(0, Wo, off, sw, W)
-                for yo in range(y0, y1):
-                    yi = yo * sh + i * dh - ph
-                    if yi < 0 or yi >= H:
-                        continue
-                    src = row[(yo - y0) * Wo: (yo - y0 + 1) * Wo]
-                    drow = dx[n0 + b, c, yi]
-                    if sw == 1:
-                        dst = drow[xa + off: xb + off]
-                        for t in range(xb - xa):
-                            dst[t] += src[xa + t]
-                    else:
-                        for t in range(xa, xb):
-                            drow[t * sw + off] += src[t]
+                fold_row(cols[b, (c * KH + i) * KW + j], dx, n0 + b, c, i, j, y0, y1,
+                         sh, sw, dh, dw, ph, pw, Wo)
 
 
 def warm(dtype) -> None:
