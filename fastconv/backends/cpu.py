@@ -8,7 +8,9 @@ and ``geom`` is a validated :class:`~fastconv.geometry.ConvGeometry`):
     conv_grad_weight(x, dy, geom, algo) -> dw  (C_out, C_in/groups, KH, KW)
 
 Algorithms: ``'direct'`` (Numba loops; best for few channels and 1-D; a depthwise convolution
-runs its own phase-plane kernel, ``kernels/cpu/depthwise.py``) and ``'im2col'``: each Numba
+runs its own phase-plane kernel, ``kernels/cpu/depthwise.py``), ``'winograd'`` (F(4x4, 3x3),
+``kernels/cpu/winograd.py``: dense 3x3 kernels at stride 1, forward and input gradient; the
+weight gradient runs im2col) and ``'im2col'``: each Numba
 thread unfolds cache-sized tiles of output rows and multiplies them with a single-threaded GEMM
 (``kernels/cpu/gemm.py``), so BLAS threads never run beside Numba's. Two exceptions use the
 multi-threaded BLAS directly: a pointwise 1x1 convolution (one batched matmul on the input as
@@ -27,9 +29,9 @@ import numba
 import numpy as np
 
 from fastconv.geometry import ConvGeometry
-from fastconv.kernels.cpu import depthwise, direct, gemm, im2col as _im2col
+from fastconv.kernels.cpu import depthwise, direct, gemm, im2col as _im2col, winograd
 
-ALGOS = ("direct", "im2col")
+ALGOS = ("direct", "im2col", "winograd")
 name = "cpu"
 xp = np
 
@@ -44,19 +46,42 @@ TILE_BYTES = 512 * 1024
 #: 1.6 MiB output, stays faster tiled, 0.9 vs 1.2 ms).
 SHORT_REDUCTION = 64
 BATCHED_OUTPUT_BYTES = 4 * 2**20
+#: Bytes of one thread's transformed tiles and products (V and M) in the Winograd kernel.
+WINOGRAD_BYTES = 2 * 1024 * 1024
+#: ``auto`` picks Winograd for 3x3 stride-1 kernels with at least this many input and output
+#: channels (fewer: the tile transforms, whose cost does not shrink with the channel count,
+#: outweigh the 4x fewer multiplications).
+WINOGRAD_MIN_CHANNELS = 32
 _X_TILE_1D = 4096
 _local = threading.local()
 
 
 def choose_algo(geom: ConvGeometry) -> str:
-    """The rule behind ``algo='auto'``: direct where each output sums few products, GEMM elsewhere."""
+    """The rule behind ``algo='auto'``: direct where each output sums few products, Winograd
+    for 3x3 stride-1 kernels on enough channels, GEMM elsewhere."""
     cg = geom.C_in // geom.groups
     kg = cg * geom.kernel[0] * geom.kernel[1]
     og = geom.C_out // geom.groups
     # a GEMM with a handful of rows is a matrix-vector product: no reuse for BLAS to exploit
     if geom.is_depthwise or kg < 16 or og < 4 or (geom.groups > 1 and cg < 4):
         return "direct"
+    if winograd_applies(geom) and min(geom.C_in, geom.C_out) >= WINOGRAD_MIN_CHANNELS:
+        return "winograd"
     return "im2col"
+
+
+def winograd_applies(geom: ConvGeometry) -> bool:
+    """F(4x4, 3x3) covers dense (groups=1) 3x3 kernels at stride 1 and dilation 1, any padding."""
+    return (geom.kernel == (3, 3) and geom.stride == (1, 1) and geom.dilation == (1, 1)
+            and geom.groups == 1 and geom.spatial_dims == 2)
+
+
+def _check_winograd(g: ConvGeometry) -> None:
+    if not winograd_applies(g):
+        raise ValueError(
+            "algo='winograd' needs a 2-D convolution with a 3x3 kernel, stride 1, dilation 1 and "
+            f"groups=1; got kernel {g.kernel}, stride {g.stride}, dilation {g.dilation}, "
+            f"groups={g.groups} ({g.spatial_dims}-D): use algo='auto', 'im2col' or 'direct'")
 
 
 def _find_numba_blas_setter():
@@ -114,9 +139,9 @@ def _tile_rows(g: ConvGeometry, dtype, tasks_per_row_tile: int) -> int:
     return min(rows, Ho)
 
 
-def _workspace(n_items: int, dtype) -> np.ndarray:
+def _workspace(n_items: int, dtype, name: str = "columns") -> np.ndarray:
     """A flat buffer of at least n_items, reused across calls (fresh pages cost ~3 us each here)."""
-    key = np.dtype(dtype).str
+    key = (name, np.dtype(dtype).str)
     bufs = getattr(_local, "bufs", None)
     if bufs is None:
         bufs = _local.bufs = {}
@@ -200,7 +225,31 @@ def _tiled_forward(x, wm, g: ConvGeometry):
     return y
 
 
+def _winograd(x, w, out_shape, pad_h: int, pad_w: int):
+    """Winograd F(4x4, 3x3): y (out_shape) = x (*) w with low paddings pad_h, pad_w (may be < 0).
+
+    Tasks are runs of tile rows (4 output rows of one image); a run's transformed tiles and
+    products fill about WINOGRAD_BYTES, and every thread gets at least two runs.
+    """
+    N, C = x.shape[:2]
+    Co, (Ho, Wo) = w.shape[0], out_shape[2:]
+    y = np.empty(out_shape, x.dtype)
+    u = _workspace(36 * Co * C, x.dtype, "winograd").reshape(36, Co, C)
+    winograd.transform_weights(w, u)
+    nty, ntx = -(-Ho // winograd.M), -(-Wo // winograd.M)
+    threads = numba.get_num_threads()
+    band = max(1, WINOGRAD_BYTES // (36 * (C + Co) * ntx * x.itemsize))
+    band = min(band, max(1, N * nty // (2 * threads)))
+    nchunks = min(threads, -(-N * nty // band))
+    with single_threaded_blas():
+        winograd.conv_forward(x, u, y, band, nchunks, pad_h, pad_w)
+    return y
+
+
 def conv_forward(x, w, g: ConvGeometry, algo: str):
+    if algo == "winograd":
+        _check_winograd(g)
+        return _winograd(x, w, g.y_shape, g.padding[0][0], g.padding[1][0])
     if algo == "direct" and g.is_depthwise:
         y = np.empty(g.y_shape, x.dtype)
         depthwise.conv_forward(x, w, y, *_geom_ints(g))
@@ -227,6 +276,12 @@ def conv_grad_input(dy, w, g: ConvGeometry, algo: str):
         dx = np.empty(g.x_shape, dy.dtype)
         direct.conv_grad_input(dy, w, dx, *_geom_ints(g), g.groups)
         return dx
+    if algo == "winograd":
+        # the input gradient of a 3x3 stride-1 convolution is one too: flipped, transposed
+        # weights and low padding 2 - p
+        _check_winograd(g)
+        wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+        return _winograd(dy, wf, g.x_shape, 2 - g.padding[0][0], 2 - g.padding[1][0])
     G, Wo = g.groups, g.out_size[1]
     wt = np.swapaxes(_wmat(w, g), 1, 2)                       # (G, Kg, Og)
     if g.is_pointwise:
@@ -256,6 +311,8 @@ def conv_grad_weight(x, dy, g: ConvGeometry, algo: str):
         dwt = np.empty(g.w_shape, x.dtype)
         depthwise.conv_grad_weight(x, dy, dwt, *_geom_ints(g))
         return dwt
+    if algo == "winograd":
+        _check_winograd(g)          # the weight gradient itself runs im2col
     if algo == "direct":
         dwt = np.empty(g.w_shape, x.dtype)
         direct.conv_grad_weight(x, dy, dwt, *_geom_ints(g), g.groups)
@@ -277,3 +334,4 @@ def warm() -> None:
         depthwise.warm(dtype)
         _im2col.warm(dtype)
         gemm.warm(dtype)
+        winograd.warm(dtype)

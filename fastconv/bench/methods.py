@@ -44,22 +44,32 @@ def fastconv_fn(case: Case, d: dict, algo: str):
                     G.conv_transpose2d_weight(x, w.shape, gy, stride=s, padding=p, algo=algo))
 
 
-def fastconv_auto_algo(case: Case) -> str | None:
-    """The algorithm ``algo='auto'`` resolves to for the case's forward op."""
-    from fastconv.backends import cpu
+def case_geometry(case: Case):
+    """The ConvGeometry of the case's forward op (None for Lite0)."""
     from fastconv.geometry import conv_geometry, transposed_geometry
     if case.kind == "lite0":
         return None
     if case.kind == "conv1d":
-        geom = conv_geometry((1, 1, case.L), (1, 1, case.k), 1, 0, 1, 1, spatial_dims=1)
-    elif case.kind == "convT":
-        geom = transposed_geometry((case.N, case.Ci, case.H, case.W), (case.Ci, case.Co, case.k, case.k),
+        return conv_geometry((1, 1, case.L), (1, 1, case.k), 1, 0, 1, 1, spatial_dims=1)
+    if case.kind == "convT":
+        return transposed_geometry((case.N, case.Ci, case.H, case.W), (case.Ci, case.Co, case.k, case.k),
                                    case.s, case.p, 0, 1, 1, spatial_dims=2)
-    else:
-        geom = conv_geometry((case.N, case.Ci, case.H, case.W),
-                             (case.Co, case.Ci // case.groups, case.k, case.k),
-                             case.s, case.p, 1, case.groups, spatial_dims=2)
-    return cpu.choose_algo(geom)
+    return conv_geometry((case.N, case.Ci, case.H, case.W),
+                         (case.Co, case.Ci // case.groups, case.k, case.k),
+                         case.s, case.p, 1, case.groups, spatial_dims=2)
+
+
+def fastconv_auto_algo(case: Case) -> str | None:
+    """The algorithm ``algo='auto'`` resolves to for the case's forward op."""
+    from fastconv.backends import cpu
+    geom = case_geometry(case)
+    return None if geom is None else cpu.choose_algo(geom)
+
+
+def fastconv_algo_applies(case: Case, algo: str) -> bool:
+    """Whether the algorithm covers the case (Winograd: 3x3 stride-1 convolutions only)."""
+    from fastconv.backends import cpu
+    return algo != "winograd" or cpu.winograd_applies(case_geometry(case))
 
 
 def torch_fn(case: Case, d: dict):

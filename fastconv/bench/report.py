@@ -128,7 +128,8 @@ def merge_results(runs: list) -> dict:
 
 
 # ============================================================================ reports
-METHOD_ORDER = ["fastconv auto", "fastconv direct", "fastconv im2col", "torch", "numpy im2col"]
+METHOD_ORDER = ["fastconv auto", "fastconv direct", "fastconv im2col", "fastconv winograd", "torch",
+                "numpy im2col"]
 
 
 def _fmt_t(t):
@@ -192,9 +193,9 @@ def to_markdown(res: dict) -> str:
 
     if res["cases"]:
         L += ["", "## Cases: median / min (GFLOP/s)", ""]
-        L.append("| case | GFLOP | fastconv auto | fastconv direct | fastconv im2col | PyTorch | NumPy im2col | "
-                 "best SciPy | auto / torch | SciPy / auto | max rel err | bg |")
-        L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        L.append("| case | GFLOP | fastconv auto | fastconv direct | fastconv im2col | fastconv winograd | PyTorch | "
+                 "NumPy im2col | best SciPy | auto / torch | SciPy / auto | max rel err | bg |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for cid, C in res["cases"].items():
             R, fl = C["results"], C["flops"]
             title = C["case"]["title"]
@@ -208,14 +209,15 @@ def to_markdown(res: dict) -> str:
                 auto += f" [{C['auto_algo']}]"
             L.append(" | ".join([
                 f"| {cid} {title}", f"{fl / 1e9:.3g}", auto, _cell(R.get("fastconv direct"), fl),
-                _cell(R.get("fastconv im2col"), fl), _cell(tt, fl), _cell(R.get("numpy im2col"), fl),
+                _cell(R.get("fastconv im2col"), fl), _cell(R.get("fastconv winograd"), fl), _cell(tt, fl),
+                _cell(R.get("numpy im2col"), fl),
                 (f"{_cell(best, fl)} {k}" if best else "-"),
                 (f"{a['median'] / tt['median']:.2f}" if (a and tt) else "n/a"),
                 (f"{best['median'] / a['median']:.3g}" if (a and best) else "-"),
                 ("n/a" if fc_err is None else f"{fc_err:.1e}" + (" **!**" if fc_err > ERR_FLAG else "")),
                 (f"{max(bgs):.0%}" if bgs else "n/a")]) + " |")
             if C.get("note") and a:
-                L.append(f"| {cid} note: {C['note']} |" + " |" * 11)
+                L.append(f"| {cid} note: {C['note']} |" + " |" * 12)
         L += ["", "SciPy detail (median; `*` extrapolated from the subset of output planes shown):", ""]
         for cid, C in res["cases"].items():
             R = C["results"]
@@ -267,6 +269,7 @@ def to_json(res: dict, path: str) -> None:
 
 
 COLORS = {"fastconv auto": "#1f5fa8", "fastconv direct": "#8fb8e0", "fastconv im2col": "#4a90d0",
+          "fastconv winograd": "#2ca02c",
           "torch": "#d62728", "numpy im2col": "#ff9f1c", "best SciPy": "#7f7f7f", "scipy fft": "#7f7f7f"}
 
 
@@ -288,7 +291,8 @@ def write_charts(res: dict, outdir: str) -> list:
     rows = [(cid, C) for cid, C in res["cases"].items()
             if C["results"].get("torch") and C["results"].get("fastconv auto")]
     if rows:
-        series = ["fastconv auto", "fastconv direct", "fastconv im2col", "numpy im2col", "best SciPy"]
+        series = ["fastconv auto", "fastconv direct", "fastconv im2col", "fastconv winograd", "numpy im2col",
+                  "best SciPy"]
         limits = dict(BARS_TORCH)
         fig, ax = plt.subplots(figsize=(max(7.0, 0.9 * len(rows) + 2), 4.8))
         wbar = 0.8 / len(series)

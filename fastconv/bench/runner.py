@@ -13,7 +13,7 @@ import numpy as np
 
 from fastconv.bench.cases import SWEEPS, Case, Sweep, make_data, select_cases
 from fastconv.bench.environment import _loadavg, _log, _optional, set_malloc_policy, setup_threads, versions
-from fastconv.bench.methods import (fastconv_auto_algo, fastconv_fn, lite0_fastconv_fn, lite0_torch_fn,
+from fastconv.bench.methods import (fastconv_algo_applies, fastconv_auto_algo, fastconv_fn, lite0_fastconv_fn, lite0_torch_fn,
                                     numpy_fn, reference, scipy_1d_fns, scipy_units, torch_fn)
 from fastconv.bench.report import evaluate_bars
 from fastconv.bench.timing import Timer, _to_numpy, pick_subset, rel_err
@@ -93,6 +93,8 @@ class Runner:
         """Every fastconv algorithm, torch (when present) and NumPy im2col on one case, with errors."""
         R = {}
         for algo in self.algos:
+            if not fastconv_algo_applies(case, algo):
+                continue
             out, r = self._time(fastconv_fn(case, d, algo))
             R[f"fastconv {algo}"] = dict(r, err=rel_err(out, ref))
         if self.torch is not None:
