@@ -1,4 +1,4 @@
-"""``fastconv demo NAME|all [--out DIR] [--quick] [--list]``: the course's pictures, as a gallery.
+"""``fastconv demo NAME|all [--out DIR] [--quick] [--device cpu|cuda] [--list]``: the course's pictures, as a gallery.
 
 Each demo is a function ``(out_dir, quick) -> [(png file name, one-sentence caption), ...]``
 registered under a name; running demos writes their PNGs into ``DIR`` (default
@@ -6,10 +6,22 @@ registered under a name; running demos writes their PNGs into ``DIR`` (default
 ``gallery.json`` remembers the captions, so running one demo later updates its entries and
 keeps the others). ``--quick`` shrinks every budget (steps, samples) to a smoke test.
 
+``--device cuda`` runs the interpretability demos on the GPU through the device API: the
+model is moved with ``Module.to('cuda')`` and the photos with ``backends.to_device``, so
+forward and backward passes, attributions, attacks and feature visualizations compute on
+CuPy arrays; what goes into a picture is brought back with ``backends.to_numpy``. The
+pictures that are not model computations run on the CPU whatever the device: conv_matrix,
+smoothing_1d, receptive_field (geometry), checkerboard's random stacks and overlap maps (its
+EfficientNet gradients, outside --quick, use the device), and digits trains its small CNN on
+the CPU before moving it to the device for predictions, saliency and visualizations. Without
+CuPy or a usable GPU, ``--device cuda`` stops before any demo runs with a one-line error
+(exit status 2). A demo reads the device with :func:`current_device`.
+
 Example:
     $ fastconv demo --list
     $ fastconv demo conv_matrix checkerboard --out /tmp/gallery --quick
     $ fastconv demo all                       # a few minutes on two cores
+    $ fastconv demo saliency featvis --device cuda
 """
 from __future__ import annotations
 
@@ -24,9 +36,16 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["DEMOS", "demo", "run_demos", "write_index", "main"]
+__all__ = ["DEMOS", "DEVICES", "demo", "current_device", "cuda_problem", "run_demos", "write_index", "main"]
 
 DEMOS: dict = {}
+DEVICES = ("cpu", "cuda")
+_device = "cpu"  # set by run_demos for the demos it runs
+
+
+def current_device() -> str:
+    """The device ('cpu' or 'cuda') the demos being run put their models and inputs on."""
+    return _device
 
 
 def demo(name: str, summary: str):
@@ -38,10 +57,28 @@ def demo(name: str, summary: str):
 
 
 # ----------------------------------------------------------------------------- shared inputs
-@lru_cache(maxsize=1)
-def _lite0():
+@lru_cache(maxsize=2)
+def _lite0_on(device: str):
     from fastconv.models.efficientnet import efficientnet_lite0
-    return efficientnet_lite0().fused()
+    model = efficientnet_lite0().fused()
+    return model if device == "cpu" else model.to(device)
+
+
+def _lite0():
+    """The fused, pretrained EfficientNet-Lite0 on the current device (one copy per device, kept)."""
+    return _lite0_on(_device)
+
+
+def _dev(x):
+    """A NumPy array on the current device (unchanged on the CPU)."""
+    from fastconv.backends import to_device
+    return to_device(x, _device)
+
+
+def _host(x) -> np.ndarray:
+    """A NumPy array from a NumPy or CuPy array: what pictures take."""
+    from fastconv.backends import to_numpy
+    return to_numpy(x)
 
 
 @lru_cache(maxsize=None)
@@ -50,9 +87,9 @@ def _photo(name: str, size: int = 224) -> np.ndarray:
     return imagenet_pixels(sample_image(name), size=size)  # (3, size, size) float32, 0..255
 
 
-def _u8(x: np.ndarray) -> np.ndarray:
+def _u8(x) -> np.ndarray:
     from fastconv.io import to_uint8
-    return to_uint8(x, bounds=(0, 255), channels_first=True)
+    return to_uint8(_host(x), bounds=(0, 255), channels_first=True)
 
 
 def _save(out_dir: str, name: str, image: np.ndarray) -> str:
@@ -67,11 +104,14 @@ def _label(k: int) -> str:
 
 
 def _predict(model, x):
-    """(class, probability) of the model for one image (3, H, W)."""
+    """(class, probability) of the model (on the current device) for one image (3, H, W)."""
     from fastconv import ops
     from fastconv.autograd import Tensor, no_grad
+    from fastconv.backends import get_xp
+    x = _dev(x)
+    xp = get_xp(x)
     with no_grad():
-        p = ops.softmax(model(Tensor(np.asarray(x, np.float32)[None])), axis=1).data[0]
+        p = _host(ops.softmax(model(Tensor(xp.asarray(x, xp.float32)[None])), axis=1).data[0])
     k = int(p.argmax())
     return k, float(p[k])
 
@@ -91,7 +131,7 @@ def demo_filters(out, quick):
 def demo_feature_maps(out, quick):
     from fastconv.interpret.figures import feature_maps
     model = _lite0()
-    x = _photo("chelsea")
+    x = _dev(_photo("chelsea"))
     res = [(_save(out, "feature_maps_input.png", _u8(x)),
             "The input: scikit-image's 'chelsea' photo, centre-cropped to 224x224 as EfficientNet-Lite0 expects.")]
     for layer, what in (("_conv_stem", "first convolution (112x112 maps): edges and colour contrasts, still "
@@ -113,17 +153,17 @@ def demo_saliency(out, quick):
     model = _lite0()
     res = []
     for name in ("chelsea", "coffee"):
-        x = _photo(name)
+        x = _dev(_photo(name))
         k, p = _predict(model, x)
         s = saliency(model, x, k)
         sg = smoothgrad(model, x, k, n=4 if quick else 16, sigma=0.15)
         cam = grad_cam(model, x, k, layer="_blocks.15")
         photo = _u8(x)
         items = [(f"'{name}': {_label(k)} ({p:.0%})", photo),
-                 ("saliency |d logit / d x|", normalize_map(s.map)),
-                 (f"SmoothGrad (n={4 if quick else 16})", normalize_map(sg.map)),
-                 ("saliency over the photo", overlay(photo, s.map, alpha=0.6)),
-                 ("Grad-CAM ('_blocks.15')", overlay(photo, cam.map, alpha=0.5))]
+                 ("saliency |d logit / d x|", normalize_map(_host(s.map))),
+                 (f"SmoothGrad (n={4 if quick else 16})", normalize_map(_host(sg.map))),
+                 ("saliency over the photo", overlay(photo, _host(s.map), alpha=0.6)),
+                 ("Grad-CAM ('_blocks.15')", overlay(photo, _host(cam.map), alpha=0.5))]
         png = _save(out, f"saliency_{name}.png", panel_figure(items, cell=2.8))
         res.append((png, f"Which pixels move the '{_label(k)}' logit most on the '{name}' photo: the raw gradient "
                          f"(max over RGB of |d logit/d x|), SmoothGrad's average over noisy copies (less speckle), "
@@ -201,19 +241,20 @@ def demo_adversarial(out, quick):
     from fastconv.plot import bar_plot, panel_figure
     model = _lite0()
     x = _photo("chelsea")
+    xd = _dev(x)  # the attacks run where the model is; x stays NumPy for the pictures
     target = label_index("burrito")
     steps = 3 if quick else 20
     samples = 2 if quick else 8
     n_eval = 10 if quick else 100
     dist = T.compose(T.random_affine(15, (0.9, 1.1), 10), T.brightness(20), T.gaussian_noise(5))
-    plain = pgd(model, x, target, eps=8, steps=steps)
-    robust = eot_pgd(model, x, target, eps=8, steps=steps, transforms=dist, samples=samples)
+    plain = pgd(model, xd, target, eps=8, steps=steps)
+    robust = eot_pgd(model, xd, target, eps=8, steps=steps, transforms=dist, samples=samples)
     rate_plain = eot_evaluate(model, plain, target, dist, n=n_eval, seed=123)
     rate_eot = eot_evaluate(model, robust, target, dist, n=n_eval, seed=123)
     k0, p0 = _predict(model, x)
     items = [(f"original: {_label(k0)} ({p0:.0%})", _u8(x))]
     for name, r in (("PGD", plain), ("EOT-PGD", robust)):
-        xa = np.asarray(r.x_adv)
+        xa = _host(r.x_adv)
         k, p = _predict(model, xa)
         items.append((f"{name} perturbation x10", to_uint8(127.5 + 10 * (xa - x), channels_first=True)))
         items.append((f"{name}: {_label(k)} ({p:.0%})", _u8(xa)))
@@ -298,8 +339,10 @@ def demo_digits(out, quick):
     from fastconv.models.digits import train_digits
     from fastconv.plot import line_plot, panel_figure
     epochs = 2 if quick else 10
-    model, hist = train_digits(epochs=epochs, progress=True)
+    model, hist = train_digits(epochs=epochs, progress=True)  # 8x8 images, 25k weights: trained on the CPU
     model.save(os.path.join(out, "digits_cnn.npz"))
+    if _device != "cpu":
+        model.to(_device)
     loss = np.asarray(hist["loss"])
     smooth = np.convolve(loss, np.ones(10) / 10, mode="valid")
     png1 = _save(out, "digits_loss.png", line_plot(
@@ -308,13 +351,14 @@ def demo_digits(out, quick):
               f"{hist['test_acc'][-1]:.1%})", xlabel="step", ylabel="loss", logy=True))
     d = load_digits()
     x, y = d.x_test[:12], d.y_test[:12]
+    xd = _dev(x)
     with no_grad():
-        pred = model(Tensor(x)).data.argmax(axis=1)
+        pred = _host(model(Tensor(xd)).data.argmax(axis=1))
     items = []
     for i in range(len(x)):
-        s = saliency(model, x[i], int(pred[i]))
+        s = saliency(model, xd[i], int(pred[i]))
         items.append((f"true {y[i]}, predicted {pred[i]}", upscale(to_uint8(x[i], bounds=(0, 1)), 12)))
-        items.append((f"saliency for {pred[i]}", upscale(normalize_map(s.map, 100), 12)))
+        items.append((f"saliency for {pred[i]}", upscale(normalize_map(_host(s.map), 100), 12)))
     png2 = _save(out, "digits_predictions.png", panel_figure(items, ncols=8, cell=1.6, fontsize=7))
     vis = visualize(model, sum((O.class_logit(c, batch=c) for c in range(10)), O.as_objective(0.0)),
                     shape=(10, 1, 8, 8), value_range=(0.0, 1.0), steps=10 if quick else 100, lr=0.05,
@@ -332,31 +376,53 @@ def demo_digits(out, quick):
 
 
 # ----------------------------------------------------------------------------- running
-def run_demos(names, out_dir: str, quick: bool = False, stream=None) -> tuple[list, list]:
+def cuda_problem() -> str | None:
+    """None when CuPy and a CUDA GPU are usable, else one line saying why not."""
+    try:
+        from fastconv.backends import to_device
+        to_device(np.zeros(1, np.float32), "cuda")  # imports CuPy, finds a device, allocates on it
+    except Exception as exc:  # ImportError, RuntimeError, CUDA errors: all mean "no GPU here"
+        return " ".join(str(exc).split()) or type(exc).__name__
+    return None
+
+
+def run_demos(names, out_dir: str, quick: bool = False, stream=None, device: str = "cpu") -> tuple[list, list]:
     """Run the named demos into ``out_dir``; returns (entries, failures).
 
     ``entries`` are dicts {demo, png, caption, seconds}; ``failures`` are (name, message).
     A failing demo (e.g. a missing optional package) is reported and the others still run.
+    ``device`` ('cpu' or 'cuda') is where the demos put their models and inputs (see
+    :func:`current_device`); check :func:`cuda_problem` first for 'cuda'.
     """
+    global _device
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
     stream = sys.stdout if stream is None else stream
     os.makedirs(out_dir, exist_ok=True)
     entries, failures = [], []
-    for i, name in enumerate(names, 1):
-        fn, summary = DEMOS[name]
-        print(f"[{i}/{len(names)}] {name}: {summary}{' (quick)' if quick else ''} ...", file=stream, flush=True)
-        t0 = time.perf_counter()
-        try:
-            pictures = fn(out_dir, quick)
-        except Exception as exc:  # keep going: one missing extra must not hide the other demos
-            failures.append((name, f"{type(exc).__name__}: {exc}"))
-            print(f"    FAILED after {time.perf_counter() - t0:.1f} s: {type(exc).__name__}: {exc}", file=stream)
-            traceback.print_exc(file=sys.stderr)
-            continue
-        dt = time.perf_counter() - t0
-        for png, caption in pictures:
-            entries.append({"demo": name, "png": png, "caption": caption, "seconds": round(dt, 2)})
-            print(f"    {os.path.join(out_dir, png)}", file=stream)
-        print(f"    done in {dt:.1f} s", file=stream, flush=True)
+    where = "" if device == "cpu" else f" on {device}"
+    previous, _device = _device, device
+    try:
+        for i, name in enumerate(names, 1):
+            fn, summary = DEMOS[name]
+            print(f"[{i}/{len(names)}] {name}: {summary}{' (quick)' if quick else ''}{where} ...", file=stream,
+                  flush=True)
+            t0 = time.perf_counter()
+            try:
+                pictures = fn(out_dir, quick)
+            except Exception as exc:  # keep going: one missing extra must not hide the other demos
+                failures.append((name, f"{type(exc).__name__}: {exc}"))
+                print(f"    FAILED after {time.perf_counter() - t0:.1f} s: {type(exc).__name__}: {exc}",
+                      file=stream)
+                traceback.print_exc(file=sys.stderr)
+                continue
+            dt = time.perf_counter() - t0
+            for png, caption in pictures:
+                entries.append({"demo": name, "png": png, "caption": caption, "seconds": round(dt, 2)})
+                print(f"    {os.path.join(out_dir, png)}", file=stream)
+            print(f"    done in {dt:.1f} s", file=stream, flush=True)
+    finally:
+        _device = previous
     return entries, failures
 
 
@@ -416,20 +482,32 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=os.path.join("out", "gallery"), help="output folder (default out/gallery)")
     ap.add_argument("--quick", action="store_true", help="tiny budgets: a smoke test in seconds")
     ap.add_argument("--list", action="store_true", help="list the demos and exit")
+    ap.add_argument("--device", choices=DEVICES, default="cpu",
+                    help="where the models compute (default cpu). cuda (needs CuPy and an NVIDIA GPU) runs "
+                         "filters, feature_maps, saliency, featvis and adversarial on the GPU, as well as digits' "
+                         "predictions, saliency and visualizations (its training stays on the CPU) and "
+                         "checkerboard's EfficientNet gradients (not drawn with --quick); conv_matrix, smoothing_1d, "
+                         "receptive_field and checkerboard's overlap maps and random stacks are CPU pictures and "
+                         "run on the CPU regardless.")
     args = ap.parse_args(argv)
     if args.list or not args.names:
         for name, (_, summary) in DEMOS.items():
             print(f"  {name:16s} {summary}")
         if not args.list:
-            print("usage: fastconv demo NAME [NAME ...]|all [--out DIR] [--quick]")
+            print("usage: fastconv demo NAME [NAME ...]|all [--out DIR] [--quick] [--device cpu|cuda]")
         return 0 if args.list else 2
     names = list(DEMOS) if "all" in args.names else args.names
     unknown = [n for n in names if n not in DEMOS]
     if unknown:
         print(f"unknown demo(s) {unknown}; choose from {list(DEMOS)} or 'all'", file=sys.stderr)
         return 2
+    if args.device == "cuda":
+        problem = cuda_problem()
+        if problem is not None:
+            print(f"fastconv demo: --device cuda needs CuPy and a CUDA GPU: {problem}", file=sys.stderr)
+            return 2
     t0 = time.perf_counter()
-    entries, failures = run_demos(names, args.out, args.quick)
+    entries, failures = run_demos(names, args.out, args.quick, device=args.device)
     index = write_index(args.out, entries)
     print(f"{len(entries)} pictures from {len(names) - len(failures)}/{len(names)} demos in "
           f"{time.perf_counter() - t0:.1f} s; open {index}")

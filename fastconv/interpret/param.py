@@ -28,6 +28,7 @@ import numpy as np
 
 from fastconv import ops
 from fastconv.autograd import Tensor, no_grad
+from fastconv.backends import get_xp, to_numpy
 
 __all__ = ["ImageFunction", "pixel_image", "fft_image", "COLOR_CORRELATION_SVD_SQRT"]
 
@@ -49,9 +50,9 @@ class ImageFunction:
         return self._build()
 
     def pixels(self) -> np.ndarray:
-        """The current image as a float32 array (N, C, H, W), without a graph."""
+        """The current image as a float32 NumPy array (N, C, H, W), without a graph (copied off the GPU)."""
         with no_grad():
-            return np.array(self._build().data, dtype=np.float32)
+            return np.array(to_numpy(self._build().data), dtype=np.float32)
 
     def set_image(self, pixels) -> None:
         """Change the parameters (in place) so that the image becomes ``pixels`` (clipped into range)."""
@@ -144,7 +145,7 @@ def pixel_image(shape, init="noise", scale: float = 0.01, squash: str = "sigmoid
         return _squash(_color(p, decorrelate), squash, lo, hi)
 
     def invert(pixels):
-        p.data[...] = _to_params(pixels, squash, lo, hi, decorrelate).astype(p.data.dtype)
+        p.data[...] = get_xp(p.data).asarray(_to_params(pixels, squash, lo, hi, decorrelate).astype(p.data.dtype))
     return [p], ImageFunction(build, invert, shape, (lo, hi), f"pixel/{squash}")
 
 
@@ -248,6 +249,7 @@ def fft_image(shape, sd: float = 0.01, decay_power: float = 1.0, squash: str = "
     def invert(pixels):
         u = _to_params(pixels, squash, lo, hi, decorrelate)
         spec = np.fft.rfft2(u, axes=(-2, -1)) / (scale / magic)
-        coeffs.data[0] = spec.real.astype(coeffs.data.dtype)
-        coeffs.data[1] = spec.imag.astype(coeffs.data.dtype)
+        xp = get_xp(coeffs.data)  # the parameters may live on the GPU (visualize moves them to the model)
+        coeffs.data[0] = xp.asarray(spec.real.astype(coeffs.data.dtype))
+        coeffs.data[1] = xp.asarray(spec.imag.astype(coeffs.data.dtype))
     return [coeffs], ImageFunction(build, invert, shape, (lo, hi), f"fft/{squash}")

@@ -37,6 +37,7 @@ import numpy as np
 from fastconv import functional as F
 from fastconv import grad as G
 from fastconv.autograd import Tensor
+from fastconv.backends import get_xp
 
 __all__ = ["Regularizer", "lp_penalty", "linf_penalty", "l2_decay", "gaussian_blur",
            "laplacian_pyramid_gradient", "clip_pixels", "gaussian_kernel", "blur",
@@ -162,8 +163,12 @@ def gaussian_kernel(sigma: float, radius: int | None = None) -> np.ndarray:
 
 
 def blur(x: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian blur of an (N, C, H, W) array, separably, with reflected borders (two fastconv.conv2d)."""
-    x = np.asarray(x)
+    """Gaussian blur of an (N, C, H, W) array, separably, with reflected borders (two fastconv.conv2d).
+
+    A CuPy array is blurred on the GPU (and stays there).
+    """
+    xp = get_xp(x)
+    x = xp.asarray(x)
     dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.float32
     k = gaussian_kernel(sigma).astype(dtype)
     r = (len(k) - 1) // 2
@@ -172,8 +177,8 @@ def blur(x: np.ndarray, sigma: float) -> np.ndarray:
     k = gaussian_kernel(sigma, r).astype(dtype) if r != (len(k) - 1) // 2 else k
     if r == 0:
         return x.astype(dtype)
-    wy = np.ascontiguousarray(np.broadcast_to(k[None, None, :, None], (C, 1, len(k), 1)))
-    wx = np.ascontiguousarray(np.broadcast_to(k[None, None, None, :], (C, 1, 1, len(k))))
+    wy = xp.asarray(np.ascontiguousarray(np.broadcast_to(k[None, None, :, None], (C, 1, len(k), 1))))
+    wx = xp.asarray(np.ascontiguousarray(np.broadcast_to(k[None, None, None, :], (C, 1, 1, len(k)))))
     y = F.conv2d(x.astype(dtype), wy, padding=((r, r), (0, 0)), groups=C, padding_mode="reflect")
     return F.conv2d(y, wx, padding=((0, 0), (r, r)), groups=C, padding_mode="reflect")
 
@@ -223,8 +228,8 @@ def clip_pixels(bounds=None) -> Regularizer:
 _B5 = np.outer([1, 4, 6, 4, 1], [1, 4, 6, 4, 1]) / 256.0  # binomial approximation of a Gaussian
 
 
-def _pyr_kernel(C, dtype):
-    return np.ascontiguousarray(np.broadcast_to(_B5.astype(dtype), (C, 1, 5, 5)))
+def _pyr_kernel(C, dtype, xp=np):
+    return xp.asarray(np.ascontiguousarray(np.broadcast_to(_B5.astype(dtype), (C, 1, 5, 5))))
 
 
 def laplacian_pyramid(x: np.ndarray, levels: int = 4):
@@ -233,11 +238,13 @@ def laplacian_pyramid(x: np.ndarray, levels: int = 4):
     One level: ``lo = blur-and-subsample(x)`` (a 5x5 binomial kernel, stride 2, SAME padding),
     ``hi = x - upsample(lo)``, where the upsampling is the transposed convolution of the
     same kernel times 4 (exactly ``fastconv.grad.conv2d_input``). Summing the levels back
-    (:func:`merge`: upsample and add, coarsest first) returns ``x`` exactly.
+    (:func:`merge`: upsample and add, coarsest first) returns ``x`` exactly. A CuPy array is
+    split on the GPU.
     """
-    x = np.asarray(x)
+    xp = get_xp(x)
+    x = xp.asarray(x)
     C = x.shape[1]
-    k = _pyr_kernel(C, x.dtype)
+    k = _pyr_kernel(C, x.dtype, xp)
     out = []
     for _ in range(levels - 1):
         if min(x.shape[2:]) < 2:
@@ -255,7 +262,8 @@ def merge(levels) -> np.ndarray:
     x = levels[-1]
     for hi in reversed(levels[:-1]):
         C = hi.shape[1]
-        x = hi + G.conv2d_input(hi.shape, _pyr_kernel(C, hi.dtype) * 4, x, stride=2, padding="same", groups=C)
+        k = _pyr_kernel(C, hi.dtype, get_xp(hi))
+        x = hi + G.conv2d_input(hi.shape, k * 4, x, stride=2, padding="same", groups=C)
     return x
 
 
@@ -269,7 +277,7 @@ class _Pyramid(Regularizer):
             raise ValueError(f"laplacian_pyramid_gradient needs an image-shaped (N, C, H, W) parameter "
                              f"(pixel_image), got a gradient of shape {grad.shape}")
         bands = laplacian_pyramid(grad, self.levels)
-        bands = [b / max(float(np.sqrt(np.mean(b * b))), self.eps) for b in bands]
+        bands = [b / max(float(get_xp(b).sqrt((b * b).mean())), self.eps) for b in bands]
         return merge(bands)
 
 

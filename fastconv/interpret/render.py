@@ -33,6 +33,8 @@ import numpy as np
 
 from fastconv import nn, optim
 from fastconv.autograd import Tensor, no_grad
+from fastconv.backends import get_xp, to_device
+from fastconv.interpret._common import model_device
 from fastconv.interpret.objectives import Objective
 from fastconv.interpret.param import ImageFunction, pixel_image
 
@@ -130,6 +132,12 @@ def _compose(transforms):
     return compose(*ts)
 
 
+def _device_pixels(image_fn):
+    """The current image (float32, as ImageFunction.pixels) on the parameters' device, without a graph."""
+    with no_grad():
+        return image_fn().data.astype(np.float32)
+
+
 class _Runner:
     """Runs the model once, capturing the objective's layers; stops early when the logits are not needed."""
 
@@ -191,7 +199,9 @@ def visualize(model, objective: Objective, shape=(1, 3, 128, 128), param=None, t
         :class:`VisResult` with the uint8 images and the objective's history.
 
     The model's parameters are frozen during the run (no weight gradients are computed) and
-    its train/eval mode is restored afterwards.
+    its train/eval mode is restored afterwards. The image parameters are moved (in place) to
+    the model's device, so a model on 'cuda' optimizes the image on the GPU; ``images`` and
+    ``pixels`` of the result are NumPy arrays either way.
     """
     if not isinstance(objective, Objective):
         raise TypeError(f"objective must be an Objective (see fastconv.interpret.objectives), got "
@@ -204,6 +214,9 @@ def visualize(model, objective: Objective, shape=(1, 3, 128, 128), param=None, t
     params = list(params)
     if not isinstance(image_fn, ImageFunction):
         raise TypeError("param must be (params, image_fn) from fastconv.interpret.param")
+    device = model_device(model)
+    for p in params:
+        p.data = to_device(p.data, device)  # image_fn reads the same Tensors, so it follows
     transform = _compose(standard_transforms(image_fn.shape[-1]) if transforms is None else transforms)
     regularizers = list(regularizers)
     rng = np.random.default_rng(seed)
@@ -214,7 +227,7 @@ def visualize(model, objective: Objective, shape=(1, 3, 128, 128), param=None, t
     start = time.perf_counter()
     with nn.frozen(model):
         with no_grad():
-            initial = float(run(Tensor(image_fn.pixels())).item())
+            initial = float(run(Tensor(_device_pixels(image_fn))).item())
         for step in range(1, steps + 1):
             image = image_fn()
             x = transform(image, rng) if transform is not None else image
@@ -228,7 +241,7 @@ def visualize(model, objective: Objective, shape=(1, 3, 128, 128), param=None, t
             loss.backward()
             for p in params:
                 if p.grad is None:
-                    p.grad = np.zeros_like(p.data)
+                    p.grad = get_xp(p.data).zeros_like(p.data)
                 for r in regularizers:
                     p.grad = r.on_gradient(p.grad)
             opt.step()
@@ -241,7 +254,7 @@ def visualize(model, objective: Objective, shape=(1, 3, 128, 128), param=None, t
                 bar(step, f"{history[-1]:.3g}")
         pixels = image_fn.pixels()
         with no_grad():
-            final = float(run(Tensor(pixels)).item())
+            final = float(run(Tensor(_device_pixels(image_fn))).item())
     lo, hi = image_fn.value_range
     u8 = np.clip(np.rint((pixels.astype(np.float64) - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
     u8 = u8.transpose(0, 2, 3, 1)
