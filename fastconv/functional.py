@@ -88,9 +88,22 @@ def _check_bias(bias, channels: int, x):
     return bias
 
 
-def _add_bias(y, bias):
-    if bias is not None:
-        y += bias.reshape((1, -1) + (1,) * (y.ndim - 2))
+#: The activations a convolution can apply in its epilogue, as the (lo, hi) they clip to.
+ACTIVATIONS = {"relu": (0.0, float("inf")), "relu6": (0.0, 6.0)}
+
+
+def check_activation(activation):
+    if activation is not None and activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be None or one of {tuple(ACTIVATIONS)}, got {activation!r}")
+    return activation
+
+
+def _epilogue(y, bias, activation):
+    """y + bias (per channel), then the activation: one pass over y, in place."""
+    if bias is None and activation is None:
+        return y
+    lo, hi = ACTIVATIONS.get(activation, (-float("inf"), float("inf")))
+    get_backend(y).bias_clip_(y, bias, lo, hi)
     return y
 
 
@@ -156,8 +169,9 @@ def pad_adjoint(g, pairs, mode: str, in_shape):
 
 
 # ----------------------------------------------------------------------------- forward
-def _conv(x, weight, bias, stride, padding, dilation, groups, algo, padding_mode, sd):
+def _conv(x, weight, bias, stride, padding, dilation, groups, algo, padding_mode, sd, activation=None):
     x, weight = _check_pair(x, weight)
+    check_activation(activation)
     geom = conv_geometry(x.shape, weight.shape, stride, padding, dilation, groups, spatial_dims=sd)
     bias = _check_bias(bias, geom.C_out, x)
     if padding_mode != "zeros":
@@ -169,11 +183,11 @@ def _conv(x, weight, bias, stride, padding, dilation, groups, algo, padding_mode
     backend = get_backend(x)
     a = _algo(backend, algo, geom)
     y = backend.conv_forward(_as4d(x, geom), _w4d(weight, geom), geom, a)
-    return _add_bias(y.reshape(geom.user_shape(y.shape)), bias)
+    return _epilogue(y, bias, activation).reshape(geom.user_shape(y.shape))
 
 
 def conv1d(x, weight, bias=None, stride=1, padding: PaddingArg = 0, dilation=1, groups: int = 1,
-           algo: str = "auto", padding_mode: str = "zeros"):
+           algo: str = "auto", padding_mode: str = "zeros", activation: str | None = None):
     """1-D cross-correlation (PyTorch's ``conv1d``) of x (N, C_in, L) with weight (C_out, C_in/groups, K).
 
     Args:
@@ -185,6 +199,8 @@ def conv1d(x, weight, bias=None, stride=1, padding: PaddingArg = 0, dilation=1, 
         groups: number of channel groups (groups == C_in: depthwise).
         algo: 'auto', 'direct' or 'im2col' ('implicit_gemm' too on CUDA); all give the same result.
         padding_mode: 'zeros', 'reflect', 'replicate' or 'circular'.
+        activation: None, 'relu' or 'relu6', applied after the bias in the same pass over the
+            output (a fused epilogue: one read and write instead of two or three).
 
     Returns:
         (N, C_out, L_out) array of x's dtype.
@@ -194,11 +210,11 @@ def conv1d(x, weight, bias=None, stride=1, padding: PaddingArg = 0, dilation=1, 
         >>> conv1d(sig, np.full((1, 1, 3), 1 / 3), padding='same').round(3)
         array([[[0.333, 1.   , 2.   , 3.   , 4.   , 3.   ]]])
     """
-    return _conv(x, weight, bias, stride, padding, dilation, groups, algo, padding_mode, 1)
+    return _conv(x, weight, bias, stride, padding, dilation, groups, algo, padding_mode, 1, activation)
 
 
 def conv2d(x, weight, bias=None, stride=1, padding: PaddingArg = 0, dilation=1, groups: int = 1,
-           algo: str = "auto", padding_mode: str = "zeros"):
+           algo: str = "auto", padding_mode: str = "zeros", activation: str | None = None):
     """2-D cross-correlation (PyTorch's ``conv2d``) of x (N, C_in, H, W) with weight (C_out, C_in/groups, kh, kw).
 
     Args:
@@ -215,6 +231,8 @@ def conv2d(x, weight, bias=None, stride=1, padding: PaddingArg = 0, dilation=1, 
             result, where the others are within 3e-7); 'implicit_gemm' on CUDA. 'auto' picks
             Winograd for 3x3 stride-1 layers with 32 or more input and output channels.
         padding_mode: 'zeros', 'reflect', 'replicate' or 'circular'.
+        activation: None, 'relu' or 'relu6', applied after the bias in the same pass over the
+            output (a fused epilogue: one read and write instead of two or three).
 
     Returns:
         (N, C_out, Ho, Wo), with Ho = floor((H + top + bottom - dilation*(kh-1) - 1)/stride) + 1.
@@ -227,28 +245,31 @@ def conv2d(x, weight, bias=None, stride=1, padding: PaddingArg = 0, dilation=1, 
 
     Reference: Dumoulin & Visin, "A guide to convolution arithmetic for deep learning", 2016.
     """
-    return _conv(x, weight, bias, stride, padding, dilation, groups, algo, padding_mode, 2)
+    return _conv(x, weight, bias, stride, padding, dilation, groups, algo, padding_mode, 2, activation)
 
 
-def _conv_transpose(x, weight, bias, stride, padding, output_padding, groups, dilation, algo, sd):
+def _conv_transpose(x, weight, bias, stride, padding, output_padding, groups, dilation, algo, sd,
+                    activation=None):
     x, weight = _check_pair(x, weight)
+    check_activation(activation)
     geom = transposed_geometry(x.shape, weight.shape, stride, padding, output_padding, groups,
                                dilation, spatial_dims=sd)
     bias = _check_bias(bias, geom.C_in, x)
     backend = get_backend(x)
     a = _algo(backend, algo, geom)
     y = backend.conv_grad_input(_as4d(x, geom), _w4d(weight, geom), geom, a)
-    return _add_bias(y.reshape(geom.user_shape(y.shape)), bias)
+    return _epilogue(y, bias, activation).reshape(geom.user_shape(y.shape))
 
 
 def conv_transpose1d(x, weight, bias=None, stride=1, padding: PaddingArg = 0, output_padding=0,
-                     groups: int = 1, dilation=1, algo: str = "auto"):
+                     groups: int = 1, dilation=1, algo: str = "auto", activation: str | None = None):
     """1-D transposed convolution: the adjoint (C^T) of ``conv1d`` with the same arguments.
 
     Args:
         x: (N, C_in, L).
         weight: (C_in, C_out/groups, K) as in PyTorch.
         output_padding: extra samples at the high end, < max(stride, dilation).
+        activation: None, 'relu' or 'relu6', fused with the bias as in :func:`conv1d`.
 
     Returns:
         (N, C_out, (L-1)*stride - pad_lo - pad_hi + dilation*(K-1) + output_padding + 1).
@@ -257,11 +278,11 @@ def conv_transpose1d(x, weight, bias=None, stride=1, padding: PaddingArg = 0, ou
         >>> conv_transpose1d(np.ones((1, 1, 3)), np.ones((1, 1, 3)), stride=2)[0, 0]
         array([1., 1., 2., 1., 2., 1., 1.])
     """
-    return _conv_transpose(x, weight, bias, stride, padding, output_padding, groups, dilation, algo, 1)
+    return _conv_transpose(x, weight, bias, stride, padding, output_padding, groups, dilation, algo, 1, activation)
 
 
 def conv_transpose2d(x, weight, bias=None, stride=1, padding: PaddingArg = 0, output_padding=0,
-                     groups: int = 1, dilation=1, algo: str = "auto"):
+                     groups: int = 1, dilation=1, algo: str = "auto", activation: str | None = None):
     """2-D transposed convolution ("deconvolution"): the gradient of ``conv2d`` w.r.t. its input.
 
     Args:
@@ -271,6 +292,7 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding: PaddingArg = 0, ou
             (padding: int, (h, w) or per-axis (low, high) pairs; 'valid' = 0).
         output_padding: int or (h, w), each < max(stride, dilation): extra rows/columns at the
             bottom/right, which pick one of the several input sizes a strided conv maps alike.
+        activation: None, 'relu' or 'relu6', fused with the bias as in :func:`conv2d`.
 
     Returns:
         (N, C_out, Ho, Wo) with Ho = (H-1)*stride - top - bottom + dilation*(kh-1) + output_padding + 1.
@@ -283,4 +305,4 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding: PaddingArg = 0, ou
                [1., 1., 2., 1., 1.],
                [1., 1., 2., 1., 1.]])
     """
-    return _conv_transpose(x, weight, bias, stride, padding, output_padding, groups, dilation, algo, 2)
+    return _conv_transpose(x, weight, bias, stride, padding, output_padding, groups, dilation, algo, 2, activation)

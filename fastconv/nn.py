@@ -31,6 +31,7 @@ import numpy as np
 from fastconv import ops
 from fastconv.autograd import Tensor
 from fastconv.backends import get_xp
+from fastconv.functional import check_activation
 
 _rng = np.random.default_rng()
 _hook_ids = itertools.count()
@@ -349,8 +350,10 @@ class _ConvNd(Module):
     _sd = 2
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
-                 bias=True, padding_mode="zeros", dtype=np.float32, transposed=False, output_padding=0):
+                 bias=True, padding_mode="zeros", dtype=np.float32, transposed=False, output_padding=0,
+                 activation=None):
         super().__init__()
+        self.activation = check_activation(activation)
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"{type(self).__name__}: groups={groups} must divide in_channels={in_channels} "
                              f"and out_channels={out_channels}")
@@ -377,6 +380,8 @@ class _ConvNd(Module):
             s += ", bias=False"
         if self.padding_mode != "zeros":
             s += f", padding_mode={self.padding_mode!r}"
+        if self.activation is not None:
+            s += f", activation={self.activation!r}"
         return s
 
     def _run(self, fn):
@@ -393,7 +398,8 @@ class Conv1d(_ConvNd):
     def forward(self, x):
         x = self._check_input(x, 3, self.in_channels, f"(N, {self.in_channels}, L)")
         return self._run(lambda: ops.conv1d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                                            self.groups, padding_mode=self.padding_mode))
+                                            self.groups, padding_mode=self.padding_mode,
+                                            activation=self.activation))
 
 
 class Conv2d(_ConvNd):
@@ -402,7 +408,8 @@ class Conv2d(_ConvNd):
     Args:
         in_channels, out_channels, kernel_size (int or (kh, kw)), stride, padding (int, (h, w),
         per-axis (low, high) pairs, 'valid' or 'same'), dilation, groups, bias,
-        padding_mode ('zeros', 'reflect', 'replicate', 'circular'), dtype (float32).
+        padding_mode ('zeros', 'reflect', 'replicate', 'circular'), dtype (float32),
+        activation (None, 'relu', 'relu6': applied in the convolution's own pass over its output).
 
     Example:
         >>> Conv2d(3, 8, 3, stride=2, padding='same')(Tensor(np.zeros((1, 3, 9, 9), np.float32))).shape
@@ -412,7 +419,8 @@ class Conv2d(_ConvNd):
     def forward(self, x):
         x = self._check_input(x, 4, self.in_channels, f"(N, {self.in_channels}, H, W)")
         return self._run(lambda: ops.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                                            self.groups, padding_mode=self.padding_mode))
+                                            self.groups, padding_mode=self.padding_mode,
+                                            activation=self.activation))
 
 
 class ConvTranspose1d(_ConvNd):
@@ -420,14 +428,15 @@ class ConvTranspose1d(_ConvNd):
     _sd = 1
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1,
-                 bias=True, dilation=1, dtype=np.float32):
+                 bias=True, dilation=1, dtype=np.float32, activation=None):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-                         dtype=dtype, transposed=True, output_padding=output_padding)
+                         dtype=dtype, transposed=True, output_padding=output_padding, activation=activation)
 
     def forward(self, x):
         x = self._check_input(x, 3, self.in_channels, f"(N, {self.in_channels}, L)")
         return self._run(lambda: ops.conv_transpose1d(x, self.weight, self.bias, self.stride, self.padding,
-                                                      self.output_padding, self.groups, self.dilation))
+                                                      self.output_padding, self.groups, self.dilation,
+                                                      activation=self.activation))
 
 
 class ConvTranspose2d(ConvTranspose1d):
@@ -442,7 +451,8 @@ class ConvTranspose2d(ConvTranspose1d):
     def forward(self, x):
         x = self._check_input(x, 4, self.in_channels, f"(N, {self.in_channels}, H, W)")
         return self._run(lambda: ops.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding,
-                                                      self.output_padding, self.groups, self.dilation))
+                                                      self.output_padding, self.groups, self.dilation,
+                                                      activation=self.activation))
 
 
 class Linear(Module):

@@ -58,7 +58,16 @@ def pad(x, pairs, mode: str = "zeros") -> Tensor:
                         lambda g: (F.pad_adjoint(g, pairs, mode, shape),), f"pad_{mode}")
 
 
-def _conv(x, weight, bias, stride, padding, dilation, groups, algo, padding_mode, sd):
+def _activation_mask(y, activation, parents):
+    """Where the fused activation passed its input through (its derivative, 0 or 1), or None
+    when no gradient will flow (no activation, no graph recorded, no parent needs one)."""
+    if activation is None or not is_grad_enabled() or not any(p.requires_grad for p in parents):
+        return None
+    lo, hi = F.ACTIVATIONS[activation]
+    return (y > lo) if hi == float("inf") else (y > lo) & (y < hi)
+
+
+def _conv(x, weight, bias, stride, padding, dilation, groups, algo, padding_mode, sd, activation=None):
     x, weight = _t(x), _t(weight)
     bias = None if bias is None else _t(bias)
     if padding_mode != "zeros":
@@ -69,10 +78,14 @@ def _conv(x, weight, bias, stride, padding, dilation, groups, algo, padding_mode
     fwd = F.conv1d if sd == 1 else F.conv2d
     gin = G.conv1d_input if sd == 1 else G.conv2d_input
     gw = G.conv1d_weight if sd == 1 else G.conv2d_weight
-    y = fwd(x.data, weight.data, _data(bias), stride, padding, dilation, groups, algo)
+    y = fwd(x.data, weight.data, _data(bias), stride, padding, dilation, groups, algo,
+            activation=activation)
     xd, wd = x.data, weight.data
+    mask = _activation_mask(y, activation, (x, weight) if bias is None else (x, weight, bias))
 
     def backward(g):
+        if mask is not None:
+            g = g * mask
         return (gin(xd.shape, wd, g, stride, padding, dilation, groups, algo) if x.requires_grad else None,
                 gw(xd, wd.shape, g, stride, padding, dilation, groups, algo) if weight.requires_grad else None,
                 G.bias(g) if bias is not None and bias.requires_grad else None)
@@ -81,10 +94,11 @@ def _conv(x, weight, bias, stride, padding, dilation, groups, algo, padding_mode
 
 
 def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, algo="auto",
-           padding_mode="zeros") -> Tensor:
+           padding_mode="zeros", activation=None) -> Tensor:
     """1-D convolution of x (N, C_in, L) with weight (C_out, C_in/groups, K), differentiable in all three.
 
-    Arguments as :func:`fastconv.functional.conv1d`. The input gradient is the transposed
+    Arguments as :func:`fastconv.functional.conv1d` (``activation``: a fused 'relu' or 'relu6',
+    whose derivative masks the incoming gradient). The input gradient is the transposed
     convolution (``grad.conv1d_input``), the weight gradient ``grad.conv1d_weight``, the bias
     gradient a sum.
 
@@ -93,17 +107,19 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, algo
         >>> y.shape
         (1, 2, 5)
     """
-    return _conv(x, weight, bias, stride, padding, dilation, groups, algo, padding_mode, 1)
+    return _conv(x, weight, bias, stride, padding, dilation, groups, algo, padding_mode, 1, activation)
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, algo="auto",
-           padding_mode="zeros") -> Tensor:
+           padding_mode="zeros", activation=None) -> Tensor:
     """2-D convolution of x (N, C_in, H, W) with weight (C_out, C_in/groups, kh, kw), differentiable in all three.
 
     Args:
         x, weight, bias: Tensors (or arrays, treated as constants).
         stride, padding, dilation, groups, algo, padding_mode: as :func:`fastconv.functional.conv2d`
             (padding int, (h, w), ((top, bottom), (left, right)), 'valid' or 'same').
+        activation: None, 'relu' or 'relu6', fused with the bias into the convolution
+            (``relu6(conv2d(...))`` in one op; the gradient is masked where it clipped).
 
     Example:
         >>> x = Tensor(np.random.rand(1, 3, 8, 8), requires_grad=True)
@@ -112,19 +128,23 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, algo
 
     Reference: Dumoulin & Visin, "A guide to convolution arithmetic for deep learning", 2016.
     """
-    return _conv(x, weight, bias, stride, padding, dilation, groups, algo, padding_mode, 2)
+    return _conv(x, weight, bias, stride, padding, dilation, groups, algo, padding_mode, 2, activation)
 
 
-def _conv_t(x, weight, bias, stride, padding, output_padding, groups, dilation, algo, sd):
+def _conv_t(x, weight, bias, stride, padding, output_padding, groups, dilation, algo, sd, activation=None):
     x, weight = _t(x), _t(weight)
     bias = None if bias is None else _t(bias)
     fwd = F.conv_transpose1d if sd == 1 else F.conv_transpose2d
     gin = G.conv_transpose1d_input if sd == 1 else G.conv_transpose2d_input
     gw = G.conv_transpose1d_weight if sd == 1 else G.conv_transpose2d_weight
-    y = fwd(x.data, weight.data, _data(bias), stride, padding, output_padding, groups, dilation, algo)
+    y = fwd(x.data, weight.data, _data(bias), stride, padding, output_padding, groups, dilation, algo,
+            activation=activation)
     xd, wd = x.data, weight.data
+    mask = _activation_mask(y, activation, (x, weight) if bias is None else (x, weight, bias))
 
     def backward(g):
+        if mask is not None:
+            g = g * mask
         args = (stride, padding, output_padding, groups, dilation, algo)
         return (gin(xd.shape, wd, g, *args) if x.requires_grad else None,
                 gw(xd, wd.shape, g, *args) if weight.requires_grad else None,
@@ -134,18 +154,18 @@ def _conv_t(x, weight, bias, stride, padding, output_padding, groups, dilation, 
 
 
 def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
-                     algo="auto") -> Tensor:
+                     algo="auto", activation=None) -> Tensor:
     """1-D transposed convolution (weight (C_in, C_out/groups, K)); its input gradient is conv1d.
 
     Example:
         >>> conv_transpose1d(Tensor(np.ones((1, 1, 3))), Tensor(np.ones((1, 1, 3))), stride=2).shape
         (1, 1, 7)
     """
-    return _conv_t(x, weight, bias, stride, padding, output_padding, groups, dilation, algo, 1)
+    return _conv_t(x, weight, bias, stride, padding, output_padding, groups, dilation, algo, 1, activation)
 
 
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
-                     algo="auto") -> Tensor:
+                     algo="auto", activation=None) -> Tensor:
     """2-D transposed convolution (weight (C_in, C_out/groups, kh, kw)); its input gradient is conv2d.
 
     Arguments as :func:`fastconv.functional.conv_transpose2d`.
@@ -156,7 +176,7 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
 
     Reference: Odena, Dumoulin & Olah, "Deconvolution and Checkerboard Artifacts", Distill 2016.
     """
-    return _conv_t(x, weight, bias, stride, padding, output_padding, groups, dilation, algo, 2)
+    return _conv_t(x, weight, bias, stride, padding, output_padding, groups, dilation, algo, 2, activation)
 
 
 def linear(x, weight, bias=None) -> Tensor:

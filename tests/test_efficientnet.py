@@ -99,3 +99,20 @@ def test_classify_cli(capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["camera"][0]["label"] == "tripod" and data["camera"][0]["probability"] > 0.9
     assert abs(sum(r["probability"] for r in data["camera"]) - 1) < 0.1
+
+
+def test_folded_activations_equal_the_graph_and_its_gradient(model, fused):
+    """fused(activations=True) moves each ReLU6 into its convolution: same logits, same input gradient."""
+    both = model.fused(activations=True)
+    assert both._blocks[3]._depthwise_conv.activation == "relu6"
+    assert both._blocks[3]._project_conv.activation is None
+    x = imagenet_pixels(sample_image("astronaut"))[None]
+    with no_grad():
+        a, b = fused(x).data, both(x).data
+    assert np.abs(a - b).max() / np.abs(a).max() < 1e-6
+    grads = []
+    for m in (fused, both):
+        t = Tensor(x.copy(), requires_grad=True)
+        m(t)[0, 282].backward()
+        grads.append(t.grad)
+    assert np.abs(grads[0] - grads[1]).max() <= 1e-6 * np.abs(grads[0]).max()

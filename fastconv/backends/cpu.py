@@ -6,6 +6,7 @@ and ``geom`` is a validated :class:`~fastconv.geometry.ConvGeometry`):
     conv_forward(x, w, geom, algo)      -> y   (N, C_out, Ho, Wo)
     conv_grad_input(dy, w, geom, algo)  -> dx  (N, C_in, H, W)   == the transposed convolution
     conv_grad_weight(x, dy, geom, algo) -> dw  (C_out, C_in/groups, KH, KW)
+    bias_clip_(y, bias, lo, hi)         -> None: y = clip(y + bias per channel, lo, hi), in place
 
 Algorithms: ``'direct'`` (Numba loops; best for few channels and 1-D; a depthwise convolution
 runs its own phase-plane kernel, ``kernels/cpu/depthwise.py``), ``'winograd'`` (F(4x4, 3x3),
@@ -29,7 +30,7 @@ import numba
 import numpy as np
 
 from fastconv.geometry import ConvGeometry
-from fastconv.kernels.cpu import depthwise, direct, gemm, im2col as _im2col, winograd
+from fastconv.kernels.cpu import depthwise, direct, epilogue, gemm, im2col as _im2col, winograd
 
 ALGOS = ("direct", "im2col", "winograd")
 name = "cpu"
@@ -327,6 +328,13 @@ def conv_grad_weight(x, dy, g: ConvGeometry, algo: str):
     return partial.sum(axis=0).reshape(g.w_shape)
 
 
+def bias_clip_(y, bias, lo: float, hi: float) -> None:
+    """In place on y (N, C, ...): add bias[c] (None: nothing) and clip to [lo, hi], in one pass."""
+    N, C = y.shape[:2]
+    b = bias if bias is not None else np.zeros(C, y.dtype)
+    epilogue.bias_clip(y.reshape(N, C, -1), b, y.dtype.type(lo), y.dtype.type(hi))
+
+
 def warm() -> None:
     """Compile (or load from Numba's cache) every CPU kernel for float32 and float64."""
     for dtype in (np.float32, np.float64):
@@ -335,3 +343,4 @@ def warm() -> None:
         _im2col.warm(dtype)
         gemm.warm(dtype)
         winograd.warm(dtype)
+        epilogue.warm(dtype)

@@ -265,6 +265,14 @@ def conv_grad_weight(x, dy, g: ConvGeometry, algo: str):
 #     geom = conv_geometry(x.shape, (C, 1, kh, kw), stride, padding, dilation, groups=C)
 # (kernel = window, padding = the implicit padding, which never wins a max).
 
+def bias_clip_(y, bias, lo: float, hi: float) -> None:
+    """In place on y (N, C, ...): add bias[c] (None: nothing) and clip to [lo, hi]."""
+    if bias is not None:
+        y += bias.reshape((1, -1) + (1,) * (y.ndim - 2))
+    if lo != -float("inf") or hi != float("inf"):
+        cupy.clip(y, lo, hi, out=y)
+
+
 def _pool_args(g: ConvGeometry):
     return (_i32(g.N * g.C_in), _i32(g.in_size[0]), _i32(g.in_size[1]), _i32(g.out_size[0]),
             _i32(g.out_size[1])) + _geom_args(g)

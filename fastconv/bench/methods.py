@@ -317,12 +317,13 @@ def lite0_fastconv_fn(case: Case, d: dict, target: int | None):
 
     ``efficientnet_lite0(pretrained=True, input='normalized')`` takes the same (pixel - 127) / 128
     input as the torch network; the gradient is that of the ``target`` logit. As a user runs it
-    for inference and attribution: BatchNorm folded (``.fused()``) and the weights frozen, so only
-    the input gradient is computed, as on the torch side (whose weights are plain tensors).
+    for inference and attribution: BatchNorm and the ReLU6s folded into the convolutions
+    (``.fused(activations=True)``) and the weights frozen, so only the input gradient is
+    computed, as on the torch side (whose weights are plain tensors).
     """
     from fastconv.models import efficientnet_lite0
     from fastconv.autograd import Tensor, no_grad
-    model = efficientnet_lite0(pretrained=True, input="normalized").fused()
+    model = efficientnet_lite0(pretrained=True, input="normalized").fused(activations=True)
     for p in model.parameters():
         p.requires_grad = False
     x = d["x"]

@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     from fastconv.models.efficientnet import efficientnet_lite0
     from fastconv.models.imagenet import imagenet_pixels
 
-    model = efficientnet_lite0().fused()
+    model = efficientnet_lite0().fused(activations=True)
     results = {}
     for arg in args.images:
         pixels = imagenet_pixels(_load(arg))[None]

@@ -28,7 +28,7 @@ import copy
 
 import numpy as np
 
-from fastconv import nn, ops
+from fastconv import nn
 from fastconv.autograd import Tensor
 
 #: (repeats, kernel, first stride, expand ratio, output channels) per stage.
@@ -72,8 +72,10 @@ class MBConvBlock(nn.Module):
         if expand != 1:
             self._expand_conv = nn.Conv2d(cin, mid, 1, bias=False)
             self._bn0 = _bn(mid)
+            self._act0 = nn.ReLU6()
         self._depthwise_conv = nn.Conv2d(mid, mid, kernel, stride=stride, padding="same", groups=mid, bias=False)
         self._bn1 = _bn(mid)
+        self._act1 = nn.ReLU6()
         self._project_conv = nn.Conv2d(mid, cout, 1, bias=False)
         self._bn2 = _bn(cout)
         self.skip = stride == 1 and cin == cout
@@ -84,14 +86,15 @@ class MBConvBlock(nn.Module):
     def forward(self, x):
         h = x
         if self.expand != 1:
-            h = ops.relu6(self._bn0(self._expand_conv(h)))
-        h = ops.relu6(self._bn1(self._depthwise_conv(h)))
+            h = self._act0(self._bn0(self._expand_conv(h)))
+        h = self._act1(self._bn1(self._depthwise_conv(h)))
         h = self._bn2(self._project_conv(h))
         return h + x if self.skip else h
 
-    def fused_pairs(self):
-        pairs = [("_depthwise_conv", "_bn1"), ("_project_conv", "_bn2")]
-        return ([("_expand_conv", "_bn0")] if self.expand != 1 else []) + pairs
+    def fusable(self):
+        """(conv, BN, activation or None) attribute names, in order, for :meth:`EfficientNetLite0.fused`."""
+        chains = [("_depthwise_conv", "_bn1", "_act1"), ("_project_conv", "_bn2", None)]
+        return ([("_expand_conv", "_bn0", "_act0")] if self.expand != 1 else []) + chains
 
 
 class EfficientNetLite0(nn.Module):
@@ -111,6 +114,7 @@ class EfficientNetLite0(nn.Module):
         self.normalize = ImageNormalize() if pixel_input else nn.Identity()
         self._conv_stem = nn.Conv2d(3, 32, 3, stride=2, padding="same", bias=False)
         self._bn0 = _bn(32)
+        self._act0 = nn.ReLU6()
         blocks, cin = [], 32
         for repeats, kernel, stride, expand, cout in STAGES:
             for r in range(repeats):
@@ -119,6 +123,7 @@ class EfficientNetLite0(nn.Module):
         self._blocks = nn.Sequential(*blocks)
         self._conv_head = nn.Conv2d(cin, 1280, 1, bias=False)
         self._bn1 = _bn(1280)
+        self._act1 = nn.ReLU6()
         self._avg_pooling = nn.AdaptiveAvgPool2d(1)
         self._flatten = nn.Flatten()
         self._dropout = nn.Dropout(dropout)
@@ -127,33 +132,44 @@ class EfficientNetLite0(nn.Module):
     def features(self, x):
         """The feature map before pooling: (N, 1280, H/32, W/32)."""
         x = self.normalize(x)
-        x = ops.relu6(self._bn0(self._conv_stem(x)))
+        x = self._act0(self._bn0(self._conv_stem(x)))
         x = self._blocks(x)
-        return ops.relu6(self._bn1(self._conv_head(x)))
+        return self._act1(self._bn1(self._conv_head(x)))
 
     def forward(self, x):
         x = self._flatten(self._avg_pooling(self.features(x)))
         return self._fc(self._dropout(x))
 
-    def fused_pairs(self):
-        return [("_conv_stem", "_bn0"), ("_conv_head", "_bn1")]
+    def fusable(self):
+        return [("_conv_stem", "_bn0", "_act0"), ("_conv_head", "_bn1", "_act1")]
 
-    def fused(self) -> "EfficientNetLite0":
+    def fused(self, activations: bool = False) -> "EfficientNetLite0":
         """A copy for inference with every BatchNorm folded into the convolution before it.
 
         BN(conv(x)) = s * (W x - mean) + beta with s = gamma / sqrt(var + eps), which is one
         convolution with weights s * W and bias beta - s * mean; the BN layers become Identity.
-        The copy is in eval mode; gradients through it (to the input) are unchanged.
+        With ``activations=True`` the ReLU6 after a convolution moves into it as well
+        (``Conv2d(activation='relu6')``, applied in the convolution's own pass over its output):
+        faster, but a hook or :func:`~fastconv.nn.capture` on such a convolution then sees its
+        activated output. The copy is in eval mode; gradients through it (to the input) are unchanged.
+
+        Example:
+            >>> m = efficientnet_lite0(pretrained=False).fused(activations=True)
+            >>> m._blocks[1]._depthwise_conv.activation, type(m._blocks[1]._act1).__name__
+            ('relu6', 'Identity')
         """
         model = copy.deepcopy(self).eval()
         for m in model.modules():
-            if hasattr(m, "fused_pairs"):
-                for conv_name, bn_name in m.fused_pairs():
+            if hasattr(m, "fusable"):
+                for conv_name, bn_name, act_name in m.fusable():
                     conv, bn = getattr(m, conv_name), getattr(m, bn_name)
-                    if isinstance(bn, nn.Identity):
-                        continue
-                    setattr(m, conv_name, fuse_conv_bn(conv, bn))
-                    setattr(m, bn_name, nn.Identity())
+                    if not isinstance(bn, nn.Identity):
+                        conv = fuse_conv_bn(conv, bn)
+                        setattr(m, bn_name, nn.Identity())
+                    if activations and act_name and isinstance(getattr(m, act_name), nn.ReLU6):
+                        conv.activation = "relu6"
+                        setattr(m, act_name, nn.Identity())
+                    setattr(m, conv_name, conv)
         return model
 
 
