@@ -14,7 +14,7 @@ the order ``im2col.im2col`` writes.
 import numpy as np
 from numba import njit, prange
 
-from ._common import U
+from ._blas import gemm
 from .im2col import fill_row, fold_row
 
 
@@ -45,7 +45,6 @@ def conv_forward(x, wm, y, rows, nchunks, KH, KW, sh, sw, dh, dw, ph, pw):
     ntasks = N * G * nty
     for chunk in prange(nchunks):
         colbuf = np.empty(Kg * rows * Wo, x.dtype)
-        outbuf = np.empty(Og * rows * Wo, x.dtype)
         for task in range(chunk * ntasks // nchunks, (chunk + 1) * ntasks // nchunks):
             ty = task % nty
             g = (task // nty) % G
@@ -54,14 +53,9 @@ def conv_forward(x, wm, y, rows, nchunks, KH, KW, sh, sw, dh, dw, ph, pw):
             y1 = min(Ho, y0 + rows)
             P = (y1 - y0) * Wo
             cols = colbuf[:Kg * P].reshape((Kg, P))
-            out = outbuf[:Og * P].reshape((Og, P))
             _fill(x, cols, n, g * Cg, Cg, y0, y1, KH, KW, sh, sw, dh, dw, ph, pw, Wo)
-            np.dot(wm[g], cols, out)
-            for o in range(Og):
-                for yo in range(y0, y1):
-                    p0 = (yo - y0) * Wo
-                    for t in range(Wo):
-                        y[n, g * Og + o, yo, U(t)] = out[o, U(p0 + t)]
+            # the tile's output rows are contiguous in every plane: write them in place
+            gemm(False, False, Og, P, Kg, wm[g], Kg, cols, P, y[n, g * Og:, y0:], Ho * Wo, 0.0)
 
 
 @njit(parallel=True, cache=True)
@@ -80,18 +74,11 @@ def conv_grad_input(dy, wt, dx, rows, KH, KW, sh, sw, dh, dw, ph, pw):
         g = task % G
         n = task // G
         colbuf = np.empty(Kg * rows * Wo, dy.dtype)
-        dybuf = np.empty(Og * rows * Wo, dy.dtype)
         for y0 in range(0, Ho, rows):
             y1 = min(Ho, y0 + rows)
             P = (y1 - y0) * Wo
-            dyt = dybuf[:Og * P].reshape((Og, P))
-            for o in range(Og):
-                for yo in range(y0, y1):
-                    p0 = (yo - y0) * Wo
-                    for t in range(Wo):
-                        dyt[o, U(p0 + t)] = dy[n, g * Og + o, yo, U(t)]
             cols = colbuf[:Kg * P].reshape((Kg, P))
-            np.dot(wt[g], dyt, cols)
+            gemm(False, False, Kg, P, Og, wt[g], Og, dy[n, g * Og:, y0:], Ho * Wo, cols, P, 0.0)
             _fold(cols, dx, n, g * Cg, Cg, y0, y1, KH, KW, sh, sw, dh, dw, ph, pw, Wo)
 
 
@@ -110,8 +97,6 @@ def conv_grad_weight(x, dy, partial, rows, KH, KW, sh, sw, dh, dw, ph, pw):
     ntasks = N * G * nty
     for chunk in prange(nchunks):
         colbuf = np.empty(Kg * rows * Wo, x.dtype)
-        dybuf = np.empty(Og * rows * Wo, x.dtype)
-        prod = np.empty((Og, Kg), x.dtype)
         for task in range(chunk * ntasks // nchunks, (chunk + 1) * ntasks // nchunks):
             ty = task % nty
             g = (task // nty) % G
@@ -121,17 +106,7 @@ def conv_grad_weight(x, dy, partial, rows, KH, KW, sh, sw, dh, dw, ph, pw):
             P = (y1 - y0) * Wo
             cols = colbuf[:Kg * P].reshape((Kg, P))
             _fill(x, cols, n, g * Cg, Cg, y0, y1, KH, KW, sh, sw, dh, dw, ph, pw, Wo)
-            dyt = dybuf[:Og * P].reshape((Og, P))
-            for o in range(Og):
-                for yo in range(y0, y1):
-                    p0 = (yo - y0) * Wo
-                    for t in range(Wo):
-                        dyt[o, U(p0 + t)] = dy[n, g * Og + o, yo, U(t)]
-            np.dot(dyt, cols.T, prod)
-            acc = partial[chunk, g]
-            for o in range(Og):
-                for k in range(Kg):
-                    acc[o, k] += prod[o, k]
+            gemm(False, True, Og, Kg, P, dy[n, g * Og:, y0:], Ho * Wo, cols, P, partial[chunk, g], Kg, 1.0)
 
 
 def warm(dtype) -> None:
