@@ -98,12 +98,18 @@ def check_activation(activation):
     return activation
 
 
+def _epilogue_args(bias, activation):
+    """(bias or None, lo, hi) for a backend: add the bias, then clip to the activation's range."""
+    if bias is None and activation is None:
+        return None
+    return (bias,) + ACTIVATIONS.get(activation, (-float("inf"), float("inf")))
+
+
 def _epilogue(y, bias, activation):
     """y + bias (per channel), then the activation: one pass over y, in place."""
-    if bias is None and activation is None:
-        return y
-    lo, hi = ACTIVATIONS.get(activation, (-float("inf"), float("inf")))
-    get_backend(y).bias_clip_(y, bias, lo, hi)
+    args = _epilogue_args(bias, activation)
+    if args is not None:
+        get_backend(y).bias_clip_(y, *args)
     return y
 
 
@@ -182,8 +188,9 @@ def _conv(x, weight, bias, stride, padding, dilation, groups, algo, padding_mode
         geom = conv_geometry(x.shape, weight.shape, stride, 0, dilation, groups, spatial_dims=sd)
     backend = get_backend(x)
     a = _algo(backend, algo, geom)
-    y = backend.conv_forward(_as4d(x, geom), _w4d(weight, geom), geom, a)
-    return _epilogue(y, bias, activation).reshape(geom.user_shape(y.shape))
+    y = backend.conv_forward(_as4d(x, geom), _w4d(weight, geom), geom, a,
+                             epilogue=_epilogue_args(bias, activation))
+    return y.reshape(geom.user_shape(y.shape))
 
 
 def conv1d(x, weight, bias=None, stride=1, padding: PaddingArg = 0, dilation=1, groups: int = 1,

@@ -67,3 +67,31 @@ def test_conv_layer_with_activation(rng):
     x2 = Tensor(x.data.copy(), requires_grad=True)
     ops.relu6(plain(x2)).sum().backward()
     np.testing.assert_allclose(x.grad, x2.grad, rtol=1e-6, atol=1e-6)
+
+
+# every path of the CPU backend's forward: fused in the kernel (winograd, depthwise, tiled GEMM)
+# or applied after it (direct, pointwise, whole-image GEMM of a short reduction)
+PATHS = {
+    "winograd": ((2, 6, 9, 10), (5, 6, 3, 3), dict(padding=1, algo="winograd")),
+    "depthwise": ((2, 6, 9, 10), (12, 1, 3, 3), dict(stride=2, padding="same", groups=6)),
+    "tiled_gemm": ((2, 6, 9, 10), (5, 6, 3, 3), dict(padding=1, algo="im2col")),
+    "direct": ((2, 6, 9, 10), (4, 3, 3, 3), dict(padding=1, groups=2, algo="direct")),
+    "pointwise": ((2, 6, 9, 10), (5, 6, 1, 1), dict()),
+    "short_reduction": ((1, 3, 300, 300), (16, 3, 3, 3), dict(padding=1)),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_every_forward_path_applies_the_epilogue(rng, path, dtype):
+    xs, ws, kw = PATHS[path]
+    x = (3 * rng.standard_normal(xs)).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype)
+    plain = fastconv.conv2d(x, w, **kw)
+    for bias in (None, b):
+        for activation, (lo, hi) in [(None, (-np.inf, np.inf))] + list(CLIP.items()):
+            ref = np.clip(plain + (0 if bias is None else b[:, None, None]), lo, hi)
+            y = fastconv.conv2d(x, w, bias, activation=activation, **kw)
+            np.testing.assert_allclose(y, ref, rtol=1e-6 if dtype == np.float32 else 1e-14,
+                                       atol=1e-5 if dtype == np.float32 else 1e-12)

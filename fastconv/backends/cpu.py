@@ -3,7 +3,8 @@
 The contract (the same for every backend; arrays are 4-D NCHW, C-contiguous, float32/float64,
 and ``geom`` is a validated :class:`~fastconv.geometry.ConvGeometry`):
 
-    conv_forward(x, w, geom, algo)      -> y   (N, C_out, Ho, Wo)
+    conv_forward(x, w, geom, algo, epilogue=None) -> y   (N, C_out, Ho, Wo)
+                                            epilogue: (bias or None, lo, hi): y = clip(y + bias, lo, hi)
     conv_grad_input(dy, w, geom, algo)  -> dx  (N, C_in, H, W)   == the transposed convolution
     conv_grad_weight(x, dy, geom, algo) -> dw  (C_out, C_in/groups, KH, KW)
     bias_clip_(y, bias, lo, hi)         -> None: y = clip(y + bias per channel, lo, hi), in place
@@ -215,18 +216,18 @@ def _batched_forward(x, wm, g: ConvGeometry):
     return y
 
 
-def _tiled_forward(x, wm, g: ConvGeometry):
+def _tiled_forward(x, wm, g: ConvGeometry, ep):
     """y = wm[g] @ columns(x), tile by tile on every Numba thread (``kernels/cpu/gemm.py``)."""
     y = np.empty(g.y_shape, x.dtype)
     rows = _tile_rows(g, x.dtype, g.N * g.groups)
     nchunks = min(numba.get_num_threads(), g.N * g.groups * -(-g.out_size[0] // rows))
     with single_threaded_blas():
-        gemm.conv_forward(x, np.ascontiguousarray(wm), y, rows, nchunks, g.kernel[0], g.kernel[1],
+        gemm.conv_forward(x, np.ascontiguousarray(wm), y, *ep, rows, nchunks, g.kernel[0], g.kernel[1],
                           *_geom_ints(g))
     return y
 
 
-def _winograd(x, w, out_shape, pad_h: int, pad_w: int):
+def _winograd(x, w, out_shape, pad_h: int, pad_w: int, ep):
     """Winograd F(4x4, 3x3): y (out_shape) = x (*) w with low paddings pad_h, pad_w (may be < 0).
 
     Tasks are runs of tile rows (4 output rows of one image); a run's transformed tiles and
@@ -243,29 +244,42 @@ def _winograd(x, w, out_shape, pad_h: int, pad_w: int):
     band = min(band, max(1, N * nty // (2 * threads)))
     nchunks = min(threads, -(-N * nty // band))
     with single_threaded_blas():
-        winograd.conv_forward(x, u, y, band, nchunks, pad_h, pad_w)
+        winograd.conv_forward(x, u, y, *ep, band, nchunks, pad_h, pad_w)
     return y
 
 
-def conv_forward(x, w, g: ConvGeometry, algo: str):
+def _kernel_epilogue(epilogue, dtype, channels: int):
+    """(bias array, lo, hi) in the kernels' dtype; no epilogue = zero bias, no clipping."""
+    bias, lo, hi = epilogue if epilogue is not None else (None, -np.inf, np.inf)
+    t = np.dtype(dtype).type
+    return (bias if bias is not None else np.zeros(channels, dtype)), t(lo), t(hi)
+
+
+def conv_forward(x, w, g: ConvGeometry, algo: str, epilogue=None):
+    """The convolution; ``epilogue`` (bias or None, lo, hi) is fused into the Winograd, depthwise
+    and tiled GEMM kernels (applied while each output tile is in cache), a pass after the others."""
+    ep = _kernel_epilogue(epilogue, x.dtype, g.C_out)
     if algo == "winograd":
         _check_winograd(g)
-        return _winograd(x, w, g.y_shape, g.padding[0][0], g.padding[1][0])
+        return _winograd(x, w, g.y_shape, g.padding[0][0], g.padding[1][0], ep)
     if algo == "direct" and g.is_depthwise:
         y = np.empty(g.y_shape, x.dtype)
-        depthwise.conv_forward(x, w, y, *_geom_ints(g))
+        depthwise.conv_forward(x, w, y, *ep, *_geom_ints(g))
         return y
+    kg = (g.C_in // g.groups) * g.kernel[0] * g.kernel[1]
     if algo == "direct":
         y = np.empty(g.y_shape, x.dtype)
         xtile = _X_TILE_1D if g.N * g.C_out < 4 else max(1, g.out_size[1])
         direct.conv_forward(x, w, y, *_geom_ints(g), g.groups, xtile)
-        return y
-    if g.is_pointwise:
-        return _pointwise(x, _wmat(w, g), g.y_shape)
-    kg = (g.C_in // g.groups) * g.kernel[0] * g.kernel[1]
-    if kg < SHORT_REDUCTION and g.C_out * g.out_size[0] * g.out_size[1] * x.itemsize >= BATCHED_OUTPUT_BYTES:
-        return _batched_forward(x, _wmat(w, g), g)
-    return _tiled_forward(x, _wmat(w, g), g)
+    elif g.is_pointwise:
+        y = _pointwise(x, _wmat(w, g), g.y_shape)
+    elif kg < SHORT_REDUCTION and g.C_out * g.out_size[0] * g.out_size[1] * x.itemsize >= BATCHED_OUTPUT_BYTES:
+        y = _batched_forward(x, _wmat(w, g), g)
+    else:
+        return _tiled_forward(x, _wmat(w, g), g, ep)
+    if epilogue is not None:
+        bias_clip_(y, *epilogue)
+    return y
 
 
 def conv_grad_input(dy, w, g: ConvGeometry, algo: str):
@@ -282,7 +296,8 @@ def conv_grad_input(dy, w, g: ConvGeometry, algo: str):
         # weights and low padding 2 - p
         _check_winograd(g)
         wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-        return _winograd(dy, wf, g.x_shape, 2 - g.padding[0][0], 2 - g.padding[1][0])
+        return _winograd(dy, wf, g.x_shape, 2 - g.padding[0][0], 2 - g.padding[1][0],
+                         _kernel_epilogue(None, dy.dtype, g.C_in))
     G, Wo = g.groups, g.out_size[1]
     wt = np.swapaxes(_wmat(w, g), 1, 2)                       # (G, Kg, Og)
     if g.is_pointwise:

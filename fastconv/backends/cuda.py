@@ -176,8 +176,11 @@ def _wmat(w, g: ConvGeometry):
 
 
 # ----------------------------------------------------------------------------- the contract
-def conv_forward(x, w, g: ConvGeometry, algo: str):
-    """y = conv(x, w): (N, C_in, H, W), (C_out, C_in/groups, KH, KW) -> (N, C_out, Ho, Wo)."""
+def conv_forward(x, w, g: ConvGeometry, algo: str, epilogue=None):
+    """y = conv(x, w): (N, C_in, H, W), (C_out, C_in/groups, KH, KW) -> (N, C_out, Ho, Wo).
+
+    ``epilogue`` (bias or None, lo, hi): y = clip(y + bias, lo, hi), as a pass after the kernel.
+    """
     x, w = _c(x), _c(w)
     y = cupy.empty(g.y_shape, x.dtype)
     t = src.ctype(x.dtype)
@@ -200,6 +203,8 @@ def conv_forward(x, w, g: ConvGeometry, algo: str):
         _igemm(x, w, y, g, "forward")
     else:
         raise ValueError(f"algo must be one of {ALGOS} on the cuda backend, got {algo!r}")
+    if epilogue is not None:
+        bias_clip_(y, *epilogue)
     return y
 
 

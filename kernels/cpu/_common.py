@@ -20,3 +20,16 @@ def valid_range(lo, hi, offset, step, size):
     first = max(lo, -(offset // step))
     stop = min(hi, (size - 1 - offset) // step + 1)
     return first, max(first, stop)
+
+
+@njit(inline="always")
+def clip(v, lo, hi):
+    """min(max(v, lo), hi) written as comparisons, so that a NaN stays NaN (as with ``np.clip``).
+
+    The convolution epilogue: lo = -inf, hi = inf adds the bias only; relu is (0, inf), relu6 (0, 6).
+    """
+    if v < lo:
+        v = lo
+    if v > hi:
+        v = hi
+    return v

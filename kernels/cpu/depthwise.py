@@ -15,7 +15,7 @@ them back into the plane); the weight gradient is a dot product per (output chan
 import numpy as np
 from numba import njit, prange
 
-from ._common import FASTMATH, U, valid_range
+from ._common import FASTMATH, U, clip, valid_range
 
 
 @njit(inline="always")
@@ -69,8 +69,9 @@ def _gather(x, n, c, P, sh, sw, ph, pw):
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
-def conv_forward(x, w, out, sh, sw, dh, dw, ph, pw):
-    """out[n, c*M + m] = sum_ij w[c*M + m, 0, i, j] * x_pad[n, c, y*sh + i*dh, x*sw + j*dw]."""
+def conv_forward(x, w, out, bias, lo, hi, sh, sw, dh, dw, ph, pw):
+    """out[n, c*M + m] = clip(sum_ij w[c*M + m, 0, i, j] * x_pad[n, c, y*sh + i*dh, x*sw + j*dw]
+    + bias[c*M + m], lo, hi): the epilogue is applied as each plane is written."""
     N, C = x.shape[0], x.shape[1]
     O, _, KH, KW = w.shape
     Ho, Wo = out.shape[2], out.shape[3]
@@ -107,9 +108,10 @@ def conv_forward(x, w, out, sh, sw, dh, dw, ph, pw):
                     for t in range(L):
                         acc[U(t)] += w0 * a0[U(t + s0)]
                     j += 1
+            b = bias[o]
             for y in range(Ho):
                 for t in range(Wo):
-                    out[n, o, y, U(t)] = acc[U(y * B + t)]
+                    out[n, o, y, U(t)] = clip(acc[U(y * B + t)] + b, lo, hi)
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -195,6 +197,6 @@ def warm(dtype) -> None:
     x = np.ones((1, 2, 4, 4), dtype)
     w = np.ones((2, 1, 3, 3), dtype)
     y = np.empty((1, 2, 2, 2), dtype)
-    conv_forward(x, w, y, 2, 2, 1, 1, 1, 1)
+    conv_forward(x, w, y, np.zeros(2, dtype), dtype(-np.inf), dtype(np.inf), 2, 2, 1, 1, 1, 1)
     conv_grad_input(y, w, x, 2, 2, 1, 1, 1, 1)
     conv_grad_weight(x, y, w, 2, 2, 1, 1, 1, 1)

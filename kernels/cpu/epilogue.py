@@ -1,14 +1,13 @@
 """The per-channel epilogue of a convolution: bias and a clipping activation in one pass, in place."""
 from numba import njit, prange
 
-from ._common import FASTMATH, U
+from ._common import FASTMATH, U, clip
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def bias_clip(y, bias, lo, hi):
     """y[n, c, :] = min(max(y[n, c, :] + bias[c], lo), hi) in place, for y of shape (N, C, P).
 
-    Written as two comparisons, not min/max, so that a NaN stays NaN (as with ``np.clip``).
     ``lo = -inf, hi = inf`` adds the bias only; relu is (0, inf), relu6 (0, 6).
     """
     N, C, P = y.shape
@@ -18,12 +17,7 @@ def bias_clip(y, bias, lo, hi):
         b = bias[c]
         row = y[n, c]
         for i in range(P):
-            v = row[U(i)] + b
-            if v < lo:
-                v = lo
-            if v > hi:
-                v = hi
-            row[U(i)] = v
+            row[U(i)] = clip(row[U(i)] + b, lo, hi)
 
 
 def warm(dtype) -> None:

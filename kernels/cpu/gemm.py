@@ -15,6 +15,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._blas import gemm
+from ._common import U, clip
 from .im2col import fill_row, fold_row
 
 
@@ -35,8 +36,8 @@ def _fold(cols, dx, n, c0, Cg, y0, y1, KH, KW, sh, sw, dh, dw, ph, pw, Wo):
 
 
 @njit(parallel=True, cache=True)
-def conv_forward(x, wm, y, rows, nchunks, KH, KW, sh, sw, dh, dw, ph, pw):
-    """y[n, g*Og:(g+1)*Og, tile] = wm[g] @ columns(tile), tile by tile."""
+def conv_forward(x, wm, y, bias, lo, hi, rows, nchunks, KH, KW, sh, sw, dh, dw, ph, pw):
+    """y[n, g*Og:(g+1)*Og, tile] = clip(wm[g] @ columns(tile) + bias, lo, hi), tile by tile."""
     N, C = x.shape[0], x.shape[1]
     G, Og, Kg = wm.shape
     Cg = C // G
@@ -56,6 +57,11 @@ def conv_forward(x, wm, y, rows, nchunks, KH, KW, sh, sw, dh, dw, ph, pw):
             _fill(x, cols, n, g * Cg, Cg, y0, y1, KH, KW, sh, sw, dh, dw, ph, pw, Wo)
             # the tile's output rows are contiguous in every plane: write them in place
             gemm(False, False, Og, P, Kg, wm[g], Kg, cols, P, y[n, g * Og:, y0:], Ho * Wo, 0.0)
+            for o in range(g * Og, (g + 1) * Og):      # the epilogue, while the tile is in cache
+                b = bias[o]
+                dst = y[n, o, y0:y1].reshape(P)
+                for t in range(P):
+                    dst[U(t)] = clip(dst[U(t)] + b, lo, hi)
 
 
 @njit(parallel=True, cache=True)
@@ -114,6 +120,6 @@ def warm(dtype) -> None:
     x = np.ones((1, 2, 3, 3), dtype)
     wm = np.ones((1, 2, 8), dtype)
     y = np.empty((1, 2, 2, 2), dtype)
-    conv_forward(x, wm, y, 1, 1, 2, 2, 1, 1, 1, 1, 0, 0)
+    conv_forward(x, wm, y, np.zeros(2, dtype), dtype(-np.inf), dtype(np.inf), 1, 1, 2, 2, 1, 1, 1, 1, 0, 0)
     conv_grad_input(y, np.ascontiguousarray(wm.transpose(0, 2, 1)), np.zeros_like(x), 1, 2, 2, 1, 1, 1, 1, 0, 0)
     conv_grad_weight(x, y, np.zeros((1, 1, 2, 8), dtype), 1, 2, 2, 1, 1, 1, 1, 0, 0)

@@ -20,7 +20,7 @@ transforms below are written out (they are constants): the loops over tiles then
 import numpy as np
 from numba import njit, prange
 
-from ._common import FASTMATH, U
+from ._common import FASTMATH, U, clip
 
 #: Output tile (M) and input tile (ALPHA = M + 3 - 1) edge.
 M = 4
@@ -157,8 +157,8 @@ def _input_tiles(x, v, n, c, ty, t0, ntx, ph, pw, rows, tmp):
 
 
 @njit(inline="always", fastmath=FASTMATH)
-def _output_tiles(m, y, n, o, ty, t0, ntx, tmp):
-    """y[n, o, 4ty:4ty+4, :] = AT m AT^T for the tiles of tile row ty (clipped at the edges)."""
+def _output_tiles(m, y, n, o, ty, t0, ntx, tmp, b, lo, hi):
+    """y[n, o, 4ty:4ty+4, :] = clip(AT m AT^T + b, lo, hi) for the tiles of tile row ty (cut at the edges)."""
     Ho, Wo = y.shape[2], y.shape[3]
     for a in range(ALPHA):                       # tmp[a*4 + j, tx] = (m AT^T)[a, j]
         r = a * ALPHA
@@ -177,10 +177,10 @@ def _output_tiles(m, y, n, o, ty, t0, ntx, tmp):
             c0, c1, c2, c3 = _at(tmp[j, U(tx)], tmp[M + j, U(tx)], tmp[2 * M + j, U(tx)],
                                  tmp[3 * M + j, U(tx)], tmp[4 * M + j, U(tx)], tmp[5 * M + j, U(tx)])
             q = ALPHA * M + j
-            tmp[q, U(tx)] = c0
-            tmp[q + M, U(tx)] = c1
-            tmp[q + 2 * M, U(tx)] = c2
-            tmp[q + 3 * M, U(tx)] = c3
+            tmp[q, U(tx)] = clip(c0 + b, lo, hi)
+            tmp[q + M, U(tx)] = clip(c1 + b, lo, hi)
+            tmp[q + 2 * M, U(tx)] = clip(c2 + b, lo, hi)
+            tmp[q + 3 * M, U(tx)] = clip(c3 + b, lo, hi)
     for i in range(M):
         yo = ty * M + i
         if yo >= Ho:
@@ -197,8 +197,8 @@ def _output_tiles(m, y, n, o, ty, t0, ntx, tmp):
 
 
 @njit(parallel=True, cache=True)
-def conv_forward(x, u, y, band, nchunks, ph, pw):
-    """y = x (*) w for a 3x3 stride-1 kernel, with u = transform_weights(w) (36, C_out, C_in).
+def conv_forward(x, u, y, bias, lo, hi, band, nchunks, ph, pw):
+    """y = clip(x (*) w + bias, lo, hi) for a 3x3 stride-1 kernel, u = transform_weights(w) (36, C_out, C_in).
 
     ``ph``/``pw``: the low padding (the high side follows from y's size); ``band``: tile rows
     per task (tasks run over all images' tile rows, in ``nchunks`` contiguous chunks).
@@ -231,7 +231,7 @@ def conv_forward(x, u, y, band, nchunks, ph, pw):
             for r in range(r0, r1):
                 n, ty = r // nty, r % nty
                 for o in range(Co):
-                    _output_tiles(m, y, n, o, ty, (r - r0) * ntx, ntx, otmp)
+                    _output_tiles(m, y, n, o, ty, (r - r0) * ntx, ntx, otmp, bias[o], lo, hi)
 
 
 def warm(dtype) -> None:
@@ -239,4 +239,4 @@ def warm(dtype) -> None:
     w = np.zeros((1, 1, 3, 3), dtype)
     u = np.empty((ALPHA * ALPHA, 1, 1), dtype)
     transform_weights(w, u)
-    conv_forward(x, u, np.empty((1, 1, 5, 5), dtype), 1, 1, 1, 1)
+    conv_forward(x, u, np.empty((1, 1, 5, 5), dtype), np.zeros(1, dtype), dtype(-np.inf), dtype(np.inf), 1, 1, 1, 1)
