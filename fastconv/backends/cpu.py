@@ -264,7 +264,8 @@ def conv_forward(x, w, g: ConvGeometry, algo: str, epilogue=None):
         return _winograd(x, w, g.y_shape, g.padding[0][0], g.padding[1][0], ep)
     if algo == "direct" and g.is_depthwise:
         y = np.empty(g.y_shape, x.dtype)
-        depthwise.conv_forward(x, w, y, *ep, *_geom_ints(g))
+        nchunks = min(g.N * g.C_in, 4 * numba.get_num_threads())
+        depthwise.conv_forward(x, w, y, *ep, nchunks, *_geom_ints(g))
         return y
     kg = (g.C_in // g.groups) * g.kernel[0] * g.kernel[1]
     if algo == "direct":

@@ -68,50 +68,60 @@ def _gather(x, n, c, P, sh, sw, ph, pw):
                     P[k, a, U(b)] = 0.0
 
 
+@njit(inline="always", fastmath=FASTMATH)
+def _taps_plane(Pf, w, o, acc, KH, KW, dh, dw, sh, sw, B, L):
+    """acc[:L] = sum over taps of w[o, 0, i, j] * (phase plane of the tap, shifted): whole-grid loops."""
+    for t in range(L):
+        acc[U(t)] = 0.0
+    for i in range(KH):
+        # taps three at a time: one load and store of acc per three multiply-adds
+        j = 0
+        while j + 3 <= KW:
+            k0, s0 = _tap(i, j, dh, dw, sh, sw, B)
+            k1, s1 = _tap(i, j + 1, dh, dw, sh, sw, B)
+            k2, s2 = _tap(i, j + 2, dh, dw, sh, sw, B)
+            w0, w1, w2 = w[o, 0, i, j], w[o, 0, i, j + 1], w[o, 0, i, j + 2]
+            a0, a1, a2 = Pf[k0], Pf[k1], Pf[k2]
+            for t in range(L):
+                acc[U(t)] += w0 * a0[U(t + s0)] + w1 * a1[U(t + s1)] + w2 * a2[U(t + s2)]
+            j += 3
+        while j < KW:
+            k0, s0 = _tap(i, j, dh, dw, sh, sw, B)
+            w0 = w[o, 0, i, j]
+            a0 = Pf[k0]
+            for t in range(L):
+                acc[U(t)] += w0 * a0[U(t + s0)]
+            j += 1
+
+
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
-def conv_forward(x, w, out, bias, lo, hi, sh, sw, dh, dw, ph, pw):
+def conv_forward(x, w, out, bias, lo, hi, nchunks, sh, sw, dh, dw, ph, pw):
     """out[n, c*M + m] = clip(sum_ij w[c*M + m, 0, i, j] * x_pad[n, c, y*sh + i*dh, x*sw + j*dw]
-    + bias[c*M + m], lo, hi): the epilogue is applied as each plane is written."""
+    + bias[c*M + m], lo, hi): the epilogue is applied as each plane is written.
+
+    The planes are dealt out in ``nchunks`` contiguous runs, each with its buffers allocated once.
+    """
     N, C = x.shape[0], x.shape[1]
     O, _, KH, KW = w.shape
     Ho, Wo = out.shape[2], out.shape[3]
     M = O // C
     A, B = _phase_dims(Ho, Wo, KH, KW, sh, sw, dh, dw)
     L = Ho * B
-    for task in prange(N * C):
-        n = task // C
-        c = task % C
+    for chunk in prange(nchunks):
         P = np.empty((sh * sw, A, B), x.dtype)
-        _gather(x, n, c, P, sh, sw, ph, pw)
         Pf = P.reshape(sh * sw, A * B)
         acc = np.empty(L, x.dtype)
-        for m in range(M):
-            o = c * M + m
-            for t in range(L):
-                acc[U(t)] = 0.0
-            for i in range(KH):
-                # taps three at a time: one load and store of acc per three multiply-adds
-                j = 0
-                while j + 3 <= KW:
-                    k0, s0 = _tap(i, j, dh, dw, sh, sw, B)
-                    k1, s1 = _tap(i, j + 1, dh, dw, sh, sw, B)
-                    k2, s2 = _tap(i, j + 2, dh, dw, sh, sw, B)
-                    w0, w1, w2 = w[o, 0, i, j], w[o, 0, i, j + 1], w[o, 0, i, j + 2]
-                    a0, a1, a2 = Pf[k0], Pf[k1], Pf[k2]
-                    for t in range(L):
-                        acc[U(t)] += w0 * a0[U(t + s0)] + w1 * a1[U(t + s1)] + w2 * a2[U(t + s2)]
-                    j += 3
-                while j < KW:
-                    k0, s0 = _tap(i, j, dh, dw, sh, sw, B)
-                    w0 = w[o, 0, i, j]
-                    a0 = Pf[k0]
-                    for t in range(L):
-                        acc[U(t)] += w0 * a0[U(t + s0)]
-                    j += 1
-            b = bias[o]
-            for y in range(Ho):
-                for t in range(Wo):
-                    out[n, o, y, U(t)] = clip(acc[U(y * B + t)] + b, lo, hi)
+        for task in range(chunk * N * C // nchunks, (chunk + 1) * N * C // nchunks):
+            n = task // C
+            c = task % C
+            _gather(x, n, c, P, sh, sw, ph, pw)
+            for m in range(M):
+                o = c * M + m
+                b = bias[o]
+                _taps_plane(Pf, w, o, acc, KH, KW, dh, dw, sh, sw, B, L)
+                for y in range(Ho):
+                    for t in range(Wo):
+                        out[n, o, y, U(t)] = clip(acc[U(y * B + t)] + b, lo, hi)
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -197,6 +207,6 @@ def warm(dtype) -> None:
     x = np.ones((1, 2, 4, 4), dtype)
     w = np.ones((2, 1, 3, 3), dtype)
     y = np.empty((1, 2, 2, 2), dtype)
-    conv_forward(x, w, y, np.zeros(2, dtype), dtype(-np.inf), dtype(np.inf), 2, 2, 1, 1, 1, 1)
+    conv_forward(x, w, y, np.zeros(2, dtype), dtype(-np.inf), dtype(np.inf), 1, 2, 2, 1, 1, 1, 1)
     conv_grad_input(y, w, x, 2, 2, 1, 1, 1, 1)
     conv_grad_weight(x, y, w, 2, 2, 1, 1, 1, 1)
