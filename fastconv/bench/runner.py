@@ -39,12 +39,13 @@ class Runner:
         self.cfg = cfg
         q = cfg.quick or cfg.tiny
         self.timer = Timer(repeats=5 if q else 15, min_repeats=3 if q else 5, max_time=0.4 if q else 2.0,
-                           warmup=1 if q else 2, quiet_s=0 if cfg.tiny else (30 if q else 90),
+                           warmup=3 if q else 5, quiet_s=0 if cfg.tiny else (30 if q else 90),
                            retry_s=0 if cfg.tiny else (45 if q else 120))
         self.torch = _optional("torch") if cfg.torch else None
         self.scipy = _optional("scipy") if cfg.scipy else None
         from fastconv.backends import cpu
         self.algos = ["auto", *cpu.ALGOS]
+        self.blocks = 1 if cfg.tiny else (2 if q else 3)
         self.notes = []
 
     def _time(self, fn, warmup=None, **kw):
@@ -90,18 +91,17 @@ class Runner:
         return dict(r, err=err, extrapolated=m < total, subset=f"{m}/{total}")
 
     def time_engines(self, case: Case, d: dict, ref) -> dict:
-        """Every fastconv algorithm, torch (when present) and NumPy im2col on one case, with errors."""
-        R = {}
-        for algo in self.algos:
-            if not fastconv_algo_applies(case, algo):
-                continue
-            out, r = self._time(fastconv_fn(case, d, algo))
-            R[f"fastconv {algo}"] = dict(r, err=rel_err(out, ref))
+        """Every fastconv algorithm, torch (when present) and NumPy im2col on one case, with
+        errors; timed in alternating blocks (``Timer.interleaved``)."""
+        fns = {f"fastconv {algo}": fastconv_fn(case, d, algo) for algo in self.algos
+               if fastconv_algo_applies(case, algo)}
         if self.torch is not None:
-            out, r = self._time(torch_fn(case, d), warmup=3)
-            R["torch"] = dict(r, err=rel_err(out, ref))
-        out, r = self._time(numpy_fn(case, d))
-        R["numpy im2col"] = dict(r, err=rel_err(out, ref))
+            fns["torch"] = torch_fn(case, d)
+        fns["numpy im2col"] = numpy_fn(case, d)
+        errs = {k: rel_err(fn(), ref) for k, fn in fns.items()}   # first calls: compile, plan
+        R = self.timer.interleaved(fns, self.blocks)
+        for k in R:
+            R[k]["err"] = errs[k]
         return R
 
     def run_lite0(self, case: Case) -> dict:
@@ -115,21 +115,23 @@ class Runner:
             except ImportError as exc:
                 res["note"] = f"skipped: {exc}"
                 return res
-            fn, target = lite0_torch_fn(case, d, state)
-            ref, r = self._time(fn, warmup=2)
-            ref = _to_numpy(ref)
-            R["torch"] = dict(r, err=0.0)
+            tfn, target = lite0_torch_fn(case, d, state)
+            ref = _to_numpy(tfn())
         try:
             fn = lite0_fastconv_fn(case, d, target)
         except (ImportError, AttributeError) as exc:
             res["note"] = f"fastconv side skipped: fastconv.models.efficientnet_lite0 unavailable ({exc})"
             return res
         try:
-            out, r = self._time(fn, warmup=1)
+            out = fn()
         except Exception as exc:   # an API mismatch must not sink the whole report
             res["note"] = f"fastconv side failed: {type(exc).__name__}: {exc}"
             return res
-        R["fastconv auto"] = dict(r, err=rel_err(out, ref) if ref is not None else None)
+        fns = {"fastconv auto": fn} if ref is None else {"fastconv auto": fn, "torch": tfn}
+        R.update(self.timer.interleaved(fns, self.blocks))
+        R["fastconv auto"]["err"] = rel_err(out, ref) if ref is not None else None
+        if "torch" in R:
+            R["torch"]["err"] = 0.0
         return res
 
     # ---------------------------------------------------------------- sweeps
@@ -199,7 +201,8 @@ class Runner:
         return {"versions": versions(), "malloc": set_malloc_policy.policy, "dtype": "float32", "layout": "NCHW",
                 "mode": "tiny" if cfg.tiny else ("quick" if cfg.quick else "full"),
                 "timer": {"repeats": self.timer.repeats, "min_repeats": self.timer.min_repeats,
-                          "max_time_s": self.timer.max_time, "warmup": self.timer.warmup},
+                          "max_time_s": self.timer.max_time, "warmup": self.timer.warmup,
+                          "blocks": self.blocks},
                 "scipy_target_s": cfg.scipy_target, "loadavg_start": _loadavg(),
                 "torch_missing": cfg.torch and self.torch is None,
                 "date": time.strftime("%Y-%m-%d %H:%M")}

@@ -3,7 +3,9 @@
 Timing: each measurement first waits (boundedly) for other processes to go quiet, runs the
 function ``warmup`` times untimed (the first call, which may compile, is never timed), then
 repeats it and reports the median and the minimum wall time, the number of repeats and the
-share of the CPUs that *other* processes used meanwhile (``bg``, from /proc/stat). A
+share of the CPUs that *other* processes used meanwhile (``bg``, from /proc/stat). The methods
+compared on one case are timed in alternating blocks (:meth:`Timer.interleaved`), the best
+block of each kept, so that a slow spell of the shared machine does not decide a ratio. A
 measurement disturbed by other load is repeated within a bounded budget, keeping the lowest
 median. FLOP = 2 x multiply-adds of the nominal convolution (padded taps counted, skipped
 strides not); forward + both gradients counts 3x.
@@ -86,6 +88,27 @@ class Timer:
             if r["bg"] is None or r["bg"] <= self.bg_limit or spent > self.retry_left / 4:
                 break
         best["attempts"] = attempt + 1
+        return best
+
+    def interleaved(self, fns: dict, blocks: int = 2) -> dict:
+        """{name: result} for the methods of one case, measured in alternating blocks.
+
+        A shared VM's speed drifts over seconds: timed once each, one after the other, the
+        same pair measured 0.5x in one run and 1.8x in the next. Here every method is timed
+        ``blocks`` times, in turns (A B C, A B C, ...), each block a normal measurement (pause,
+        warm-up, repeats), and its block with the lowest median is kept: each method gets
+        chances in different spells of the machine. Calls are not interleaved one by one:
+        OpenBLAS's and PyTorch's worker threads spin for a while after a call and would slow
+        whichever library runs next; a block's warm-up calls absorb that.
+        """
+        best = {}
+        for _ in range(blocks):
+            for k, fn in fns.items():
+                r = self(fn)
+                if k not in best or r["median"] < best[k]["median"]:
+                    best[k] = r
+        for r in best.values():
+            r["blocks"] = blocks
         return best
 
     def _once(self, fn, warmup, scale, repeats):
