@@ -24,7 +24,7 @@ from fastconv import functional as F
 from fastconv import grad as G
 from fastconv import pool as P
 from fastconv.autograd import Tensor, concatenate, is_grad_enabled, stack  # noqa: F401  (re-exported)
-from fastconv.backends import get_xp
+from fastconv.backends import get_backend, get_xp
 from fastconv.geometry import conv_geometry
 
 __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "pad", "linear", "relu", "relu6",
@@ -58,13 +58,14 @@ def pad(x, pairs, mode: str = "zeros") -> Tensor:
                         lambda g: (F.pad_adjoint(g, pairs, mode, shape),), f"pad_{mode}")
 
 
-def _activation_mask(y, activation, parents):
-    """Where the fused activation passed its input through (its derivative, 0 or 1), or None
-    when no gradient will flow (no activation, no graph recorded, no parent needs one)."""
-    if activation is None or not is_grad_enabled() or not any(p.requires_grad for p in parents):
-        return None
+def _through_activation(y, activation):
+    """g -> the gradient before the fused activation: g where the activation passed its input
+    (lo < y < hi), else 0; computed from the op's output y in one pass when backward runs
+    (like PyTorch's ReLU, the output must not be modified in place before that)."""
+    if activation is None:
+        return lambda g: g
     lo, hi = F.ACTIVATIONS[activation]
-    return (y > lo) if hi == float("inf") else (y > lo) & (y < hi)
+    return lambda g: get_backend(g).clip_grad(g, y, lo, hi)
 
 
 def _conv(x, weight, bias, stride, padding, dilation, groups, algo, padding_mode, sd, activation=None):
@@ -81,11 +82,10 @@ def _conv(x, weight, bias, stride, padding, dilation, groups, algo, padding_mode
     y = fwd(x.data, weight.data, _data(bias), stride, padding, dilation, groups, algo,
             activation=activation)
     xd, wd = x.data, weight.data
-    mask = _activation_mask(y, activation, (x, weight) if bias is None else (x, weight, bias))
+    through = _through_activation(y, activation)
 
     def backward(g):
-        if mask is not None:
-            g = g * mask
+        g = through(g)
         return (gin(xd.shape, wd, g, stride, padding, dilation, groups, algo) if x.requires_grad else None,
                 gw(xd, wd.shape, g, stride, padding, dilation, groups, algo) if weight.requires_grad else None,
                 G.bias(g) if bias is not None and bias.requires_grad else None)
@@ -140,11 +140,10 @@ def _conv_t(x, weight, bias, stride, padding, output_padding, groups, dilation, 
     y = fwd(x.data, weight.data, _data(bias), stride, padding, output_padding, groups, dilation, algo,
             activation=activation)
     xd, wd = x.data, weight.data
-    mask = _activation_mask(y, activation, (x, weight) if bias is None else (x, weight, bias))
+    through = _through_activation(y, activation)
 
     def backward(g):
-        if mask is not None:
-            g = g * mask
+        g = through(g)
         args = (stride, padding, output_padding, groups, dilation, algo)
         return (gin(xd.shape, wd, g, *args) if x.requires_grad else None,
                 gw(xd, wd.shape, g, *args) if weight.requires_grad else None,

@@ -8,6 +8,7 @@ and ``geom`` is a validated :class:`~fastconv.geometry.ConvGeometry`):
     conv_grad_input(dy, w, geom, algo)  -> dx  (N, C_in, H, W)   == the transposed convolution
     conv_grad_weight(x, dy, geom, algo) -> dw  (C_out, C_in/groups, KH, KW)
     bias_clip_(y, bias, lo, hi)         -> None: y = clip(y + bias per channel, lo, hi), in place
+    clip_grad(g, y, lo, hi)             -> g where lo < y < hi, else 0 (the gradient through the clip)
 
 Algorithms: ``'direct'`` (Numba loops; best for few channels and 1-D; a depthwise convolution
 runs its own phase-plane kernel, ``kernels/cpu/depthwise.py``), ``'winograd'`` (F(4x4, 3x3),
@@ -54,6 +55,8 @@ WINOGRAD_BYTES = 2 * 1024 * 1024
 #: channels (fewer: the tile transforms, whose cost does not shrink with the channel count,
 #: outweigh the 4x fewer multiplications).
 WINOGRAD_MIN_CHANNELS = 32
+#: Elementwise kernels wake Numba's threads (~30 us) only from this many elements on.
+PARALLEL_ELEMENTS = 1 << 18
 _X_TILE_1D = 4096
 _local = threading.local()
 
@@ -248,6 +251,11 @@ def _winograd(x, w, out_shape, pad_h: int, pad_w: int, ep):
     return y
 
 
+def _depthwise_chunks(g: ConvGeometry) -> int:
+    """Runs of input planes per depthwise call: four per thread (buffers allocated once per run)."""
+    return min(g.N * g.C_in, 4 * numba.get_num_threads())
+
+
 def _kernel_epilogue(epilogue, dtype, channels: int):
     """(bias array, lo, hi) in the kernels' dtype; no epilogue = zero bias, no clipping."""
     bias, lo, hi = epilogue if epilogue is not None else (None, -np.inf, np.inf)
@@ -264,8 +272,7 @@ def conv_forward(x, w, g: ConvGeometry, algo: str, epilogue=None):
         return _winograd(x, w, g.y_shape, g.padding[0][0], g.padding[1][0], ep)
     if algo == "direct" and g.is_depthwise:
         y = np.empty(g.y_shape, x.dtype)
-        nchunks = min(g.N * g.C_in, 4 * numba.get_num_threads())
-        depthwise.conv_forward(x, w, y, *ep, nchunks, *_geom_ints(g))
+        depthwise.conv_forward(x, w, y, *ep, _depthwise_chunks(g), *_geom_ints(g))
         return y
     kg = (g.C_in // g.groups) * g.kernel[0] * g.kernel[1]
     if algo == "direct":
@@ -286,7 +293,7 @@ def conv_forward(x, w, g: ConvGeometry, algo: str, epilogue=None):
 def conv_grad_input(dy, w, g: ConvGeometry, algo: str):
     if algo == "direct" and g.is_depthwise:
         dx = np.empty(g.x_shape, dy.dtype)
-        depthwise.conv_grad_input(dy, w, dx, *_geom_ints(g))
+        depthwise.conv_grad_input(dy, w, dx, _depthwise_chunks(g), *_geom_ints(g))
         return dx
     if algo == "direct":
         dx = np.empty(g.x_shape, dy.dtype)
@@ -348,7 +355,18 @@ def bias_clip_(y, bias, lo: float, hi: float) -> None:
     """In place on y (N, C, ...): add bias[c] (None: nothing) and clip to [lo, hi], in one pass."""
     N, C = y.shape[:2]
     b = bias if bias is not None else np.zeros(C, y.dtype)
-    epilogue.bias_clip(y.reshape(N, C, -1), b, y.dtype.type(lo), y.dtype.type(hi))
+    kernel = epilogue.bias_clip_parallel if y.size >= PARALLEL_ELEMENTS else epilogue.bias_clip
+    kernel(y.reshape(N, C, -1), b, y.dtype.type(lo), y.dtype.type(hi))
+
+
+def clip_grad(g, y, lo: float, hi: float):
+    """The gradient through y = clip(., lo, hi): g where lo < y < hi, else 0 (a new array)."""
+    out = np.empty(g.shape, g.dtype)
+    t = g.dtype.type
+    kernel = epilogue.clip_grad_parallel if g.size >= PARALLEL_ELEMENTS else epilogue.clip_grad
+    kernel(np.ascontiguousarray(g).reshape(-1), np.ascontiguousarray(y, g.dtype).reshape(-1),
+           t(lo), t(hi), out.reshape(-1))
+    return out
 
 
 def warm() -> None:

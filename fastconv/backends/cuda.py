@@ -278,6 +278,11 @@ def bias_clip_(y, bias, lo: float, hi: float) -> None:
         cupy.clip(y, lo, hi, out=y)
 
 
+def clip_grad(g, y, lo: float, hi: float):
+    """The gradient through y = clip(., lo, hi): g where lo < y < hi, else 0 (a new array)."""
+    return cupy.where((y > lo) & (y < hi), g, 0).astype(g.dtype, copy=False)
+
+
 def _pool_args(g: ConvGeometry):
     return (_i32(g.N * g.C_in), _i32(g.in_size[0]), _i32(g.in_size[1]), _i32(g.out_size[0]),
             _i32(g.out_size[1])) + _geom_args(g)

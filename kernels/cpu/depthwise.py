@@ -124,49 +124,57 @@ def conv_forward(x, w, out, bias, lo, hi, nchunks, sh, sw, dh, dw, ph, pw):
                         out[n, o, y, U(t)] = clip(acc[U(y * B + t)] + b, lo, hi)
 
 
+@njit(inline="always", fastmath=FASTMATH)
+def _grad_input_plane(dy, w, dx, P, g, n, c, M, KH, KW, sh, sw, dh, dw, ph, pw, B, L):
+    """dx[n, c] from the M output planes of input plane c (P and g are the task's buffers)."""
+    H, W = dx.shape[2], dx.shape[3]
+    A = P.shape[1] // B
+    P[:, :] = 0.0
+    for m in range(M):
+        o = c * M + m
+        _to_grid(dy, n, o, g, B)
+        for i in range(KH):
+            for j in range(KW):
+                k, shift = _tap(i, j, dh, dw, sh, sw, B)
+                wv = w[o, 0, i, j]
+                dst = P[k]
+                for t in range(L):
+                    dst[U(t + shift)] += wv * g[U(t)]
+    for yi in range(H):
+        for xi in range(W):
+            dx[n, c, yi, xi] = 0.0
+    # fold: padded pixel (a*sh + p, b*sw + q) is input pixel (a*sh + p - ph, b*sw + q - pw)
+    for p in range(sh):
+        for q in range(sw):
+            k = p * sw + q
+            b0, b1 = valid_range(0, B, q - pw, sw, W)
+            for a in range(A):
+                yi = a * sh + p - ph
+                if yi < 0 or yi >= H:
+                    continue
+                src = P[k, a * B:(a + 1) * B]
+                if sw == 1:
+                    for b in range(b0, b1):
+                        dx[n, c, yi, U(b + q - pw)] += src[U(b)]
+                else:
+                    for b in range(b0, b1):
+                        dx[n, c, yi, U(b * sw + q - pw)] += src[U(b)]
+
+
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
-def conv_grad_input(dy, w, dx, sh, sw, dh, dw, ph, pw):
+def conv_grad_input(dy, w, dx, nchunks, sh, sw, dh, dw, ph, pw):
     """dx = the adjoint of ``conv_forward``: spread dy through every tap, then fold the phases back."""
-    N, C, H, W = dx.shape
+    N, C = dx.shape[0], dx.shape[1]
     O, _, KH, KW = w.shape
     Ho, Wo = dy.shape[2], dy.shape[3]
     M = O // C
     A, B = _phase_dims(Ho, Wo, KH, KW, sh, sw, dh, dw)
     L = Ho * B
-    for task in prange(N * C):
-        n = task // C
-        c = task % C
-        P = np.zeros((sh * sw, A * B), dy.dtype)
-        g = np.zeros(L, dy.dtype)
-        for m in range(M):
-            o = c * M + m
-            _to_grid(dy, n, o, g, B)
-            for i in range(KH):
-                for j in range(KW):
-                    k, shift = _tap(i, j, dh, dw, sh, sw, B)
-                    wv = w[o, 0, i, j]
-                    dst = P[k]
-                    for t in range(L):
-                        dst[U(t + shift)] += wv * g[U(t)]
-        for yi in range(H):
-            for xi in range(W):
-                dx[n, c, yi, xi] = 0.0
-        # fold: padded pixel (a*sh + p, b*sw + q) is input pixel (a*sh + p - ph, b*sw + q - pw)
-        for p in range(sh):
-            for q in range(sw):
-                k = p * sw + q
-                b0, b1 = valid_range(0, B, q - pw, sw, W)
-                for a in range(A):
-                    yi = a * sh + p - ph
-                    if yi < 0 or yi >= H:
-                        continue
-                    src = P[k, a * B:(a + 1) * B]
-                    if sw == 1:
-                        for b in range(b0, b1):
-                            dx[n, c, yi, U(b + q - pw)] += src[U(b)]
-                    else:
-                        for b in range(b0, b1):
-                            dx[n, c, yi, U(b * sw + q - pw)] += src[U(b)]
+    for chunk in prange(nchunks):
+        P = np.empty((sh * sw, A * B), dy.dtype)
+        g = np.zeros(L, dy.dtype)      # the grid's extra columns stay zero throughout
+        for task in range(chunk * N * C // nchunks, (chunk + 1) * N * C // nchunks):
+            _grad_input_plane(dy, w, dx, P, g, task // C, task % C, M, KH, KW, sh, sw, dh, dw, ph, pw, B, L)
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -208,5 +216,5 @@ def warm(dtype) -> None:
     w = np.ones((2, 1, 3, 3), dtype)
     y = np.empty((1, 2, 2, 2), dtype)
     conv_forward(x, w, y, np.zeros(2, dtype), dtype(-np.inf), dtype(np.inf), 1, 2, 2, 1, 1, 1, 1)
-    conv_grad_input(y, w, x, 2, 2, 1, 1, 1, 1)
+    conv_grad_input(y, w, x, 1, 2, 2, 1, 1, 1, 1)
     conv_grad_weight(x, y, w, 2, 2, 1, 1, 1, 1)
