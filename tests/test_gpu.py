@@ -244,3 +244,28 @@ def test_avg_pool_kernels(k, s, p, include_pad, rng):
     v = _rand(rng, y.shape)
     dx = cuda_backend.avg_pool2d_backward(cp.asarray(v), g, include_pad)
     assert abs(float((y * cp.asarray(v)).sum()) - float((cp.asarray(x) * dx).sum())) < 1e-10
+
+
+# ----------------------------------------------------------------------------- fused epilogue
+@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("activation", [None, "relu", "relu6"])
+def test_fused_activation_and_its_gradient_on_the_gpu(algo, activation):
+    """conv2d(..., activation=) and the op's input gradient on CuPy arrays equal the CPU engine."""
+    from fastconv import ops
+    from fastconv.autograd import Tensor
+    rng = np.random.default_rng(3)
+    x = 3 * rng.standard_normal((2, 4, 9, 8))
+    w = rng.standard_normal((6, 4, 3, 3))
+    b = rng.standard_normal(6)
+    ref = fastconv.conv2d(x, w, b, padding=1, activation=activation)
+    got = fastconv.conv2d(cp.asarray(x, cp.float32), cp.asarray(w, cp.float32), cp.asarray(b, cp.float32),
+                          padding=1, activation=activation, algo=algo)
+    check(got, ref, "float32", f"conv2d {algo} activation={activation}")
+    v = rng.standard_normal(ref.shape)
+    grads = []
+    for xp in (np, cp):
+        t = Tensor(xp.asarray(x), requires_grad=True)
+        ops.conv2d(t, xp.asarray(w), xp.asarray(b), padding=1, activation=activation,
+                   algo=algo if xp is cp else "auto").backward(xp.asarray(v))
+        grads.append(t.grad)
+    check(grads[1], grads[0], "float64", f"input gradient {algo} activation={activation}")

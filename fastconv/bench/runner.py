@@ -45,7 +45,7 @@ class Runner:
         self.scipy = _optional("scipy") if cfg.scipy else None
         from fastconv.backends import cpu
         self.algos = ["auto", *cpu.ALGOS]
-        self.blocks = 1 if cfg.tiny else (2 if q else 3)
+        self.blocks = 1 if cfg.tiny else (3 if q else 5)
         self.notes = []
 
     def _time(self, fn, warmup=None, **kw):

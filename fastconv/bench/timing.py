@@ -21,6 +21,10 @@ import numpy as np
 from fastconv.bench.environment import NCPU
 
 ERR_FLAG = 1e-4
+#: Pause before every measurement: the previous library's worker threads (OpenBLAS's, PyTorch's
+#: OpenMP) spin for a while after their last call and would slow the next method's first calls
+#: (with 20 ms, the first method of each round measured up to 1.5x slower than the same code later).
+PARK_S = 0.2
 
 # ============================================================================ timing
 def _cpu_busy_s():
@@ -113,9 +117,9 @@ class Timer:
 
     def _once(self, fn, warmup, scale, repeats):
         if self.quiet_left > 0:
-            self.wait_quiet()
+            self.wait_quiet()   # sleeps at least one 0.2 s window
         else:
-            time.sleep(0.02)    # lets the previous library's worker threads park
+            time.sleep(PARK_S)
         for _ in range(warmup):
             fn()
         ts = []
