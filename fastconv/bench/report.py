@@ -176,7 +176,7 @@ def to_markdown(res: dict) -> str:
     t = m["timer"]
     L.append(f"- Timing: first call untimed, {t['warmup']} warm-up call(s), then up to {t['repeats']} repeats "
              f"(at least {t['min_repeats']}, stopping after {t['max_time_s']} s); the methods of a case are "
-             f"measured in {t.get('blocks', 1)} alternating blocks (A B C, A B C) and each keeps its block with "
+             f"measured in {t.get('blocks', 1)} alternating blocks (A B C, B C A, ...) and each keeps its block with "
              f"the lowest median, so that one slow spell of the machine does not decide a ratio; cells read "
              f"`median / min (GFLOP/s at the median)`; FLOP = 2 x MACs of the nominal convolution "
              f"(x3 for forward + both gradients). `*` = SciPy time extrapolated from a subset of output planes.")

@@ -99,16 +99,16 @@ class Timer:
 
         A shared VM's speed drifts over seconds: timed once each, one after the other, the
         same pair measured 0.5x in one run and 1.8x in the next. Here every method is timed
-        ``blocks`` times, in turns (A B C, A B C, ...), each block a normal measurement (pause,
-        warm-up, repeats), and its block with the lowest median is kept: each method gets
-        chances in different spells of the machine. Calls are not interleaved one by one:
+        ``blocks`` times, in rotated turns (A B C, B C A, C A B: no method is always first after
+        the previous case), each block a normal measurement (pause, warm-up, repeats), and its
+        block with the lowest median is kept: each method gets chances in different spells. Calls are not interleaved one by one:
         OpenBLAS's and PyTorch's worker threads spin for a while after a call and would slow
         whichever library runs next; a block's warm-up calls absorb that.
         """
-        best = {}
-        for _ in range(blocks):
-            for k, fn in fns.items():
-                r = self(fn)
+        best, names = {}, list(fns)
+        for b in range(blocks):
+            for k in names[b % len(names):] + names[:b % len(names)]:   # rotated: A B C, B C A, ...
+                r = self(fns[k])
                 if k not in best or r["median"] < best[k]["median"]:
                     best[k] = r
         for r in best.values():
