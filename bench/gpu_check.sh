@@ -4,10 +4,13 @@
 #      dependencies or build isolation; failing that, a private copy on PYTHONPATH),
 #   2. compile-check + GPU tests:  pytest tests/test_cuda_compile.py tests/test_gpu.py
 #   3. GPU benchmark vs cuDNN:      python bench/gpu_bench.py  -> bench/RESULTS-gpu.md
+#   4. the demos on the GPU:        fastconv demo all --quick --device cuda (needs the demos extra:
+#      the Lite0 weights package and Pillow; skipped with a note when they are missing)
 # Everything is logged to bench/gpu_check.log; the test summary is appended to the results.
 # --noconftest: these two files need none of tests/conftest.py (hypothesis, CPU kernel warm-up),
 # so a GPU machine without hypothesis still runs them and no float32 CPU kernel is compiled.
-# Whole run budget: about 8 minutes (tests capped at 240 s, benchmark at 210 s, new cases stop after 150 s).
+# Whole run budget: under 8 minutes (tests capped at 200 s, benchmark at 180 s, new cases stop after
+# 130 s, demos at 90 s).
 # Usage: bash bench/gpu_check.sh            (PYTHON=/path/to/python to choose the interpreter)
 set -u
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -53,16 +56,16 @@ fi
 # ---- 2. tests (compile check + GPU correctness)
 say "running tests"
 TEST_OUT="$(mktemp)"
-(cd "$RUN_DIR" && timeout 240 "$PY" -m pytest -q -p no:cacheprovider -rs --maxfail=25 --noconftest --rootdir="$REPO" \
+(cd "$RUN_DIR" && timeout 200 "$PY" -m pytest -q -p no:cacheprovider -rs --maxfail=25 --noconftest --rootdir="$REPO" \
     "$REPO/tests/test_cuda_compile.py" "$REPO/tests/test_gpu.py" 2>&1) | tee "$TEST_OUT" >>"$LOG"
 TEST_RC=${PIPESTATUS[0]}
 TEST_SUMMARY="$(grep -E '(passed|failed|error|skipped|no tests ran)' "$TEST_OUT" | tail -1)"
-[ "$TEST_RC" = 124 ] && TEST_SUMMARY="timed out after 240 s; last: $TEST_SUMMARY"
+[ "$TEST_RC" = 124 ] && TEST_SUMMARY="timed out after 200 s; last: $TEST_SUMMARY"
 say "tests: rc=$TEST_RC $TEST_SUMMARY"
 
 # ---- 3. benchmark
 say "running the benchmark"
-(cd "$RUN_DIR" && timeout 210 "$PY" "$REPO/bench/gpu_bench.py" --out "$RESULTS" --budget 150 2>&1) >>"$LOG"
+(cd "$RUN_DIR" && timeout 180 "$PY" "$REPO/bench/gpu_bench.py" --out "$RESULTS" --budget 130 2>&1) >>"$LOG"
 BENCH_RC=$?
 say "benchmark: rc=$BENCH_RC"
 if [ ! -s "$RESULTS" ]; then
@@ -77,5 +80,19 @@ fi
     if [ -n "$FAILS" ]; then echo ""; echo '```'; echo "$FAILS"; echo '```'; fi
 } >> "$RESULTS"
 rm -f "$TEST_OUT"
+
+# ---- 4. the interpretability demos with --device cuda
+say "running the demos on the GPU"
+DEMO_OUT="$(mktemp -d /tmp/fastconv_gpu_gallery.XXXXXX)"
+(cd "$RUN_DIR" && timeout 90 "$PY" -m fastconv.cli demo all --quick --device cuda --out "$DEMO_OUT" 2>&1) >>"$LOG"
+DEMO_RC=$?
+DEMO_PNGS="$(find "$DEMO_OUT" -name '*.png' | wc -l)"
+say "demos: rc=$DEMO_RC, $DEMO_PNGS pictures in $DEMO_OUT"
+{
+    echo ""
+    echo "## Demos on the GPU"
+    echo ""
+    echo "\`fastconv demo all --quick --device cuda\`: exit code $DEMO_RC, $DEMO_PNGS pictures (log: bench/gpu_check.log)."
+} >> "$RESULTS"
 say "wrote $RESULTS"
 [ "$TEST_RC" = 0 ] && [ "$BENCH_RC" = 0 ]
