@@ -70,6 +70,17 @@ def _at(m0, m1, m2, m3, m4, m5):
             d12 + _E * m3 - _8 * m4 + m5)
 
 
+@njit(inline="always")
+def _put6(a, r, j, i, t):
+    """a[r + k, j, i] = t[k] for the six values of a transformed column (k = 0..5)."""
+    a[r, j, i] = t[0]
+    a[r + 1, j, i] = t[1]
+    a[r + 2, j, i] = t[2]
+    a[r + 3, j, i] = t[3]
+    a[r + 4, j, i] = t[4]
+    a[r + 5, j, i] = t[5]
+
+
 @njit(inline="always", fastmath=FASTMATH)
 def _g(g0, g1, g2):
     """G @ (g0, g1, g2), in float64 (the weights are transformed once per call)."""
@@ -98,13 +109,7 @@ def transform_weights(w, u):
                 p = ga0 * w[o, i, 0, 0] + ga1 * w[o, i, 1, 0] + ga2 * w[o, i, 2, 0]
                 q = ga0 * w[o, i, 0, 1] + ga1 * w[o, i, 1, 1] + ga2 * w[o, i, 2, 1]
                 r = ga0 * w[o, i, 0, 2] + ga1 * w[o, i, 1, 2] + ga2 * w[o, i, 2, 2]
-                e0, e1, e2, e3, e4, e5 = _g(p, q, r)
-                u[k, o, i] = e0
-                u[k + 1, o, i] = e1
-                u[k + 2, o, i] = e2
-                u[k + 3, o, i] = e3
-                u[k + 4, o, i] = e4
-                u[k + 5, o, i] = e5
+                _put6(u, k, o, i, _g(p, q, r))
 
 
 @njit(inline="always", fastmath=FASTMATH)
@@ -145,15 +150,7 @@ def _input_tiles(x, v, n, c, ty, t0, ntx, ph, pw, rows, tmp):
         s = tmp[a]
         for tx in range(ntx):
             q = U(tx * M)
-            v0, v1, v2, v3, v4, v5 = _bt(s[q], s[q + 1], s[q + 2], s[q + 3], s[q + 4], s[q + 5])
-            i = U(t0 + tx)
-            r = a * ALPHA
-            v[r, c, i] = v0
-            v[r + 1, c, i] = v1
-            v[r + 2, c, i] = v2
-            v[r + 3, c, i] = v3
-            v[r + 4, c, i] = v4
-            v[r + 5, c, i] = v5
+            _put6(v, a * ALPHA, c, U(t0 + tx), _bt(s[q], s[q + 1], s[q + 2], s[q + 3], s[q + 4], s[q + 5]))
 
 
 @njit(inline="always", fastmath=FASTMATH)
