@@ -236,7 +236,8 @@ def conv2d(x, weight, bias=None, stride=1, padding: PaddingArg = 0, dilation=1, 
         algo: 'auto', 'direct', 'im2col' or 'winograd' (CPU; 3x3 kernels at stride 1 and
             dilation 1 only, and in float32 about 2e-6 of the output's scale from the exact
             result, where the others are within 3e-7); 'implicit_gemm' on CUDA. 'auto' picks
-            Winograd for 3x3 stride-1 layers with 32 or more input and output channels.
+            Winograd for 3x3 stride-1 layers with 32 or more input and output channels and
+            64 or more 4x4 output tiles in the batch.
         padding_mode: 'zeros', 'reflect', 'replicate' or 'circular'.
         activation: None, 'relu' or 'relu6', applied after the bias in the same pass over the
             output (a fused epilogue: one read and write instead of two or three).

@@ -288,8 +288,8 @@ def write_charts(res: dict, outdir: str) -> list:
     os.makedirs(outdir, exist_ok=True)
     paths = []
     mode, th = res["meta"]["mode"], res["meta"]["threads"]["requested"]
-    if res["meta"].get("merged_runs"):
-        mode += f", {res['meta']['merged_runs']} merged"
+    runs = res["meta"].get("merged_runs")
+    mode = f"{mode} mode, {runs} runs merged" if runs else f"{mode} run"
     rows = [(cid, C) for cid, C in res["cases"].items()
             if C["results"].get("torch") and C["results"].get("fastconv auto")]
     if rows:
@@ -319,7 +319,7 @@ def write_charts(res: dict, outdir: str) -> list:
         ax.set_xticks(range(len(rows)))
         ax.set_xticklabels([cid for cid, _ in rows])
         ax.set_ylabel("median time / PyTorch median time")
-        ax.set_title(f"Time relative to PyTorch ({th} threads, float32, {mode} run); "
+        ax.set_title(f"Time relative to PyTorch ({th} threads, float32, {mode}); "
                      "below 1 = faster; dashed = bar for fastconv auto", fontsize=9)
         ax.legend(fontsize=7, ncol=len(series), loc="upper center", bbox_to_anchor=(0.5, -0.08))
         ax.grid(axis="y", which="major", alpha=0.3)
@@ -355,7 +355,7 @@ def write_charts(res: dict, outdir: str) -> list:
         for ax in list(axes.flat)[len(S):]:
             ax.set_visible(False)
         fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=len(handles), fontsize=8)
-        fig.suptitle(f"Scaling sweeps: median time, float32, {th} threads ({mode} run)", fontsize=10)
+        fig.suptitle(f"Scaling sweeps: median time, float32, {th} threads ({mode})", fontsize=10)
         fig.tight_layout(rect=(0, 0.05, 1, 1))
         paths.append(os.path.join(outdir, "sweeps.png"))
         fig.savefig(paths[-1], dpi=100)
