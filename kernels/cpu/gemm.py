@@ -35,26 +35,38 @@ def _fold(cols, dx, n, c0, Cg, y0, y1, KH, KW, sh, sw, dh, dw, ph, pw, Wo):
                  sh, sw, dh, dw, ph, pw, Wo)
 
 
+@njit(inline="always")
+def _task_columns(x, colbuf, task, nty, G, Kg, rows, Ho, Wo, KH, KW, sh, sw, dh, dw, ph, pw):
+    """Task -> (image n, group g, output rows y0..y1, its column tile filled in ``colbuf``).
+
+    Tasks run over (image, group, tile of ``rows`` output rows), the row tiles innermost.
+    """
+    ty = task % nty
+    g = (task // nty) % G
+    n = task // (nty * G)
+    y0 = ty * rows
+    y1 = min(Ho, y0 + rows)
+    P = (y1 - y0) * Wo
+    cols = colbuf[:Kg * P].reshape((Kg, P))
+    Cg = x.shape[1] // G
+    _fill(x, cols, n, g * Cg, Cg, y0, y1, KH, KW, sh, sw, dh, dw, ph, pw, Wo)
+    return n, g, y0, y1, cols
+
+
 @njit(parallel=True, cache=True)
 def conv_forward(x, wm, y, bias, lo, hi, rows, nchunks, KH, KW, sh, sw, dh, dw, ph, pw):
     """y[n, g*Og:(g+1)*Og, tile] = clip(wm[g] @ columns(tile) + bias, lo, hi), tile by tile."""
-    N, C = x.shape[0], x.shape[1]
+    N = x.shape[0]
     G, Og, Kg = wm.shape
-    Cg = C // G
     Ho, Wo = y.shape[2], y.shape[3]
     nty = (Ho + rows - 1) // rows
     ntasks = N * G * nty
     for chunk in prange(nchunks):
         colbuf = np.empty(Kg * rows * Wo, x.dtype)
         for task in range(chunk * ntasks // nchunks, (chunk + 1) * ntasks // nchunks):
-            ty = task % nty
-            g = (task // nty) % G
-            n = task // (nty * G)
-            y0 = ty * rows
-            y1 = min(Ho, y0 + rows)
-            P = (y1 - y0) * Wo
-            cols = colbuf[:Kg * P].reshape((Kg, P))
-            _fill(x, cols, n, g * Cg, Cg, y0, y1, KH, KW, sh, sw, dh, dw, ph, pw, Wo)
+            n, g, y0, y1, cols = _task_columns(x, colbuf, task, nty, G, Kg, rows, Ho, Wo,
+                                               KH, KW, sh, sw, dh, dw, ph, pw)
+            P = cols.shape[1]
             # the tile's output rows are contiguous in every plane: write them in place
             gemm(False, False, Og, P, Kg, wm[g], Kg, cols, P, y[n, g * Og:, y0:], Ho * Wo, 0.0)
             for o in range(g * Og, (g + 1) * Og):      # the epilogue, while the tile is in cache
@@ -95,23 +107,17 @@ def conv_grad_weight(x, dy, partial, rows, KH, KW, sh, sw, dh, dw, ph, pw):
     ``partial`` is (nchunks, G, Og, Kg), zeroed by the caller, who sums it over chunks: each
     chunk owns its slice, so no two threads ever add into one element.
     """
-    N, C = x.shape[0], x.shape[1]
+    N = x.shape[0]
     nchunks, G, Og, Kg = partial.shape
-    Cg = C // G
     Ho, Wo = dy.shape[2], dy.shape[3]
     nty = (Ho + rows - 1) // rows
     ntasks = N * G * nty
     for chunk in prange(nchunks):
         colbuf = np.empty(Kg * rows * Wo, x.dtype)
         for task in range(chunk * ntasks // nchunks, (chunk + 1) * ntasks // nchunks):
-            ty = task % nty
-            g = (task // nty) % G
-            n = task // (nty * G)
-            y0 = ty * rows
-            y1 = min(Ho, y0 + rows)
-            P = (y1 - y0) * Wo
-            cols = colbuf[:Kg * P].reshape((Kg, P))
-            _fill(x, cols, n, g * Cg, Cg, y0, y1, KH, KW, sh, sw, dh, dw, ph, pw, Wo)
+            n, g, y0, y1, cols = _task_columns(x, colbuf, task, nty, G, Kg, rows, Ho, Wo,
+                                               KH, KW, sh, sw, dh, dw, ph, pw)
+            P = cols.shape[1]
             gemm(False, True, Og, Kg, P, dy[n, g * Og:, y0:], Ho * Wo, cols, P, partial[chunk, g], Kg, 1.0)
 
 
