@@ -30,7 +30,7 @@ import numpy as np
 
 from fastconv import ops
 from fastconv.autograd import Tensor
-from fastconv.backends import get_xp
+from fastconv.backends import get_xp, is_cupy_array, to_numpy
 from fastconv.functional import check_activation
 
 _rng = np.random.default_rng()
@@ -41,6 +41,14 @@ def manual_seed(seed: int) -> None:
     """Seed the generator that initialises weights and draws dropout masks."""
     global _rng
     _rng = np.random.default_rng(seed)
+
+
+def _onto(value, like):
+    """``value`` (NumPy, CuPy or a sequence) as an array on ``like``'s device with its dtype."""
+    xp = get_xp(like)
+    if is_cupy_array(value) and xp is np:
+        value = to_numpy(value)
+    return xp.asarray(value, dtype=like.dtype)
 
 
 class Parameter(Tensor):
@@ -202,18 +210,18 @@ class Module:
             if key not in state:
                 continue
             value = state[key]
-            value = value.numpy() if hasattr(value, "numpy") and not isinstance(value, np.ndarray) else value
+            if hasattr(value, "numpy") and not isinstance(value, np.ndarray):  # a PyTorch tensor
+                value = value.numpy()
             if name in m._parameters:
                 p = m._parameters[name]
-                xp = get_xp(p.data)
-                arr = xp.asarray(value, dtype=p.data.dtype)
+                arr = _onto(value, p.data)
                 if arr.shape != p.shape:
                     raise ValueError(f"load_state_dict: {key} has shape {tuple(arr.shape)} in the state but "
                                      f"{p.shape} in the model ({m!r})")
                 p.data = arr.copy()
             else:
                 b = m._buffers[name]
-                arr = get_xp(b).asarray(value, dtype=b.dtype)
+                arr = _onto(value, b)
                 if arr.shape != b.shape:
                     raise ValueError(f"load_state_dict: {key} has shape {tuple(arr.shape)} in the state but "
                                      f"{tuple(b.shape)} in the model ({m!r})")

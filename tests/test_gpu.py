@@ -269,3 +269,19 @@ def test_fused_activation_and_its_gradient_on_the_gpu(algo, activation):
                    algo=algo if xp is cp else "auto").backward(xp.asarray(v))
         grads.append(t.grad)
     check(grads[1], grads[0], "float64", f"input gradient {algo} activation={activation}")
+
+
+# ----------------------------------------------------------------------------- layers and objectives
+def test_state_dicts_cross_devices_and_constant_objectives_follow_the_device():
+    from fastconv import nn
+    from fastconv.autograd import Tensor
+    from fastconv.interpret import objectives as O
+    gpu = nn.Conv2d(3, 4, 3).to("cuda")
+    cpu = nn.Conv2d(3, 4, 3).load_state_dict(gpu.state_dict())      # device -> host
+    np.testing.assert_array_equal(cpu.weight.data, cp.asnumpy(gpu.weight.data))
+    back = nn.Conv2d(3, 4, 3).to("cuda").load_state_dict(cpu.state_dict())  # host -> device
+    assert isinstance(back.weight.data, cp.ndarray) and cp.array_equal(back.weight.data, gpu.weight.data)
+    acts = {"a": Tensor(cp.ones((1, 3, 2, 2), cp.float32))}
+    value = (O.as_objective(1.5) + O.direction("a", np.ones(3)))(acts)  # 1.5 + mean of (1,1,1).(1,1,1)
+    assert isinstance(value.data, cp.ndarray) and float(value.data) == 4.5
+    assert isinstance(O.as_objective(2.0)(acts).data, cp.ndarray)

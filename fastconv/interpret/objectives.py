@@ -30,6 +30,7 @@ from __future__ import annotations
 from typing import Callable
 
 from fastconv.autograd import Tensor
+from fastconv.backends import get_xp, to_numpy
 
 __all__ = ["Objective", "channel", "neuron", "class_logit", "direction", "as_objective"]
 
@@ -59,7 +60,13 @@ class Objective:
                            f"(captured: {sorted(acts)})")
         if self.needs_output and output is None:
             raise ValueError(f"objective {self.name!r} needs the model's output, but none was given")
-        return self.fn(acts, output)
+        value = self.fn(acts, output)
+        if isinstance(value, float):  # a constant: a Tensor on the device of what was captured
+            like = output if output is not None else next(iter(acts.values()), None)
+            if like is None:
+                return Tensor(value)
+            return Tensor(get_xp(like.data).asarray(value, dtype=like.data.dtype))
+        return value
 
     def __repr__(self) -> str:
         return f"Objective({self.name})"
@@ -103,7 +110,8 @@ def as_objective(value) -> Objective:
         return value
     if isinstance(value, (int, float)):
         c = float(value)
-        return Objective(lambda a, o: Tensor(c), (), False, f"{c:g}")
+        # a Python float, not an array: it takes the device and dtype of what it is combined with
+        return Objective(lambda a, o: c, (), False, f"{c:g}")
     raise TypeError(f"cannot combine an Objective with {type(value).__name__}")
 
 
@@ -181,11 +189,9 @@ def class_logit(index_or_name, batch: int | None = None) -> Objective:
 
 def direction(layer: str, vector, batch: int | None = None) -> Objective:
     """Mean over positions of the dot product of ``layer``'s activation vectors with ``vector`` (C,)."""
-    import numpy as np
-
     def fn(acts, _):
         t = _batch(acts[layer], batch)
-        v = np.asarray(vector, dtype=t.dtype).reshape((1, -1) + (1,) * (t.ndim - 2))
+        v = get_xp(t.data).asarray(to_numpy(vector), dtype=t.dtype).reshape((1, -1) + (1,) * (t.ndim - 2))
         if v.shape[1] != t.shape[1]:
             raise ValueError(f"direction has {v.shape[1]} entries, layer {layer!r} has {t.shape[1]} channels")
         return (t * v).sum(axis=1).mean(axis=tuple(range(1, t.ndim - 1))).sum() if t.ndim > 2 \

@@ -92,7 +92,7 @@ def _check(shape, squash, value_range):
 
 def _init_pixels(init, shape, lo, hi):
     """An initial image (N, C, H, W) from an (H, W, C) uint8 photo or an (N, C, H, W) / (C, H, W) array."""
-    a = np.asarray(init)
+    a = to_numpy(init)  # a CuPy array too: the image is built here and moved to its device later
     if a.dtype == np.uint8 and a.ndim in (2, 3) and a.shape[:2] == shape[2:]:
         a = (a.reshape(a.shape[:2] + (-1,)).transpose(2, 0, 1).astype(np.float64) / 255.0) * (hi - lo) + lo
     a = np.asarray(a, dtype=np.float64)
