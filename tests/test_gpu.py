@@ -132,6 +132,47 @@ def test_conv_transpose2d_and_grads_match_cpu(k, stride, padding, output_padding
           grad.conv_transpose2d_weight(x, w.shape, gy, **kw), dtype, "grad weight")
 
 
+# ----------------------------------------------------------------------------- random geometries
+try:
+    from hypothesis import HealthCheck, assume, given, settings, strategies as st
+except ImportError:  # a GPU machine without hypothesis still runs the fixed grids
+    st = None
+
+if st is not None:
+    @st.composite
+    def geometries(draw):
+        """x shape, w shape and the keyword arguments of a random 2-D convolution (maybe invalid)."""
+        groups = draw(st.integers(1, 3))
+        c_in, c_out = groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 3))
+        pair = st.tuples(st.integers(0, 3), st.integers(0, 3))
+        padding = draw(st.one_of(st.integers(0, 3), st.sampled_from(["same", "valid"]), st.tuples(pair, pair)))
+        return ((draw(st.integers(1, 2)), c_in, draw(st.integers(1, 12)), draw(st.integers(1, 12))),
+                (c_out, c_in // groups, draw(st.integers(1, 4)), draw(st.integers(1, 4))),
+                dict(stride=(draw(st.integers(1, 3)), draw(st.integers(1, 3))), padding=padding,
+                     dilation=(draw(st.integers(1, 3)), draw(st.integers(1, 3))), groups=groups))
+
+    @settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(geometries(), st.sampled_from(ALGOS))
+    def test_random_geometries_match_cpu(geometry, algo):
+        """Forward and both gradients in float64 against the CPU engine, on shapes nobody chose."""
+        from fastconv.geometry import conv_geometry
+        x_shape, w_shape, kw = geometry
+        try:
+            conv_geometry(x_shape, w_shape, **kw)
+        except ValueError:  # a kernel larger than the padded input
+            assume(False)
+        rng = np.random.default_rng(abs(hash((x_shape, w_shape))) % 2**32)
+        x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+        y = fastconv.conv2d(x, w, **kw)
+        gy = rng.standard_normal(y.shape)
+        X, Wt, GY = cp.asarray(x), cp.asarray(w), cp.asarray(gy)
+        check(fastconv.conv2d(X, Wt, algo=algo, **kw), y, "float64", "forward")
+        check(grad.conv2d_input(x_shape, Wt, GY, algo=algo, **kw), grad.conv2d_input(x_shape, w, gy, **kw),
+              "float64", "grad input")
+        check(grad.conv2d_weight(X, w_shape, GY, algo=algo, **kw), grad.conv2d_weight(x, w_shape, gy, **kw),
+              "float64", "grad weight")
+
+
 # ----------------------------------------------------------------------------- anchors, small batch
 ANCHORS = {  # (C_in, C_out, H, k, stride, padding, groups, transposed)
     "a1": (64, 64, 56, 3, 1, 1, 1, False),
