@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import os
 import platform
 import sys
@@ -90,6 +91,31 @@ def time_torch(fn, min_reps=5, max_reps=50, max_s=0.6):
     return float(np.median(times)), float(np.min(times))
 
 
+#: FP32 lanes per SM by compute capability major.minor (CUDA C Programming Guide, "Arithmetic
+#: Instructions"); the card's float32 rate is 2 * lanes * SMs * clock.
+FP32_LANES = {(6, 0): 64, (7, 0): 64, (7, 5): 64, (8, 0): 64, (8, 6): 128, (8, 7): 128, (8, 9): 128,
+              (9, 0): 128, (10, 0): 128, (12, 0): 128}
+
+
+def peak_tflops(props, dev_id: int):
+    """The card's float32 FMA rate in TFLOP/s, or None when the clock or the SM type is unknown."""
+    lanes = FP32_LANES.get((props.get("major"), props.get("minor")))
+    clock_khz = props.get("clockRate")
+    if not clock_khz:  # CUDA 13 dropped clockRate from cudaDeviceProp: ask for the attribute
+        try:
+            clock_khz = cp.cuda.runtime.deviceGetAttribute(13, dev_id)  # cudaDevAttrClockRate
+        except Exception:
+            clock_khz = None
+    if not lanes or not clock_khz:
+        return None
+    return 2.0 * lanes * props["multiProcessorCount"] * clock_khz * 1e3 / 1e12
+
+
+def fmt(v, spec: str) -> str:
+    """``v`` formatted, or '-' where there is nothing to show (no cuDNN to compare with)."""
+    return "-" if v is None or v != v else format(v, spec)
+
+
 def rel_err(a, b) -> float:
     a = cp.asarray(a, dtype=cp.float64)
     b = cp.asarray(b, dtype=cp.float64)
@@ -100,11 +126,13 @@ def setup(name, N, rng):
     C_in, C_out, H, k, s, p, groups, transposed, n_override = ANCHORS[name]
     N = n_override or N
     x = cp.asarray(rng.standard_normal((N, C_in, H, H), dtype=np.float32))
+    # math.sqrt: a Python float keeps the array float32 (a NumPy float64 scalar would promote it)
+    scale = 1.0 / math.sqrt(C_in * k * k)
     if transposed:
-        w = cp.asarray(rng.standard_normal((C_in, C_out // groups, k, k), dtype=np.float32) / np.sqrt(C_in * k * k))
+        w = cp.asarray(rng.standard_normal((C_in, C_out // groups, k, k), dtype=np.float32) * scale)
         geom = transposed_geometry(x.shape, w.shape, s, p, 0, groups)
     else:
-        w = cp.asarray(rng.standard_normal((C_out, C_in // groups, k, k), dtype=np.float32) / np.sqrt(C_in * k * k))
+        w = cp.asarray(rng.standard_normal((C_out, C_in // groups, k, k), dtype=np.float32) * scale)
         geom = conv_geometry(x.shape, w.shape, s, p, 1, groups)
     return x, w, geom, (s, p, groups, transposed)
 
@@ -141,6 +169,7 @@ def main(argv=None):
     dev = cp.cuda.Device()
     props = cp.cuda.runtime.getDeviceProperties(dev.id)
     gpu_name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+    peak = peak_tflops(props, dev.id)
 
     t = time.perf_counter()
     cuda_backend.warm(("float32",))
@@ -177,7 +206,8 @@ def main(argv=None):
             auto = cuda_backend.choose_algo(geom)
             summary.append((name, best, auto))
             if name in BACKWARD and time.perf_counter() - t0 < a.budget:
-                back_rows.extend(bench_backward(name, x, w, geom, args))
+                fwd = {impl: med for n_, impl, med, *_ in rows if n_ == name}
+                back_rows.extend(bench_backward(name, x, w, geom, args, fwd.get(auto), t_med))
             del x, w, ref
             cp.get_default_memory_pool().free_all_blocks()
             if HAVE_TORCH:
@@ -186,13 +216,14 @@ def main(argv=None):
             notes.append(f"{name}: ERROR {type(exc).__name__}: {exc}")
             traceback.print_exc()
 
-    write_report(a, gpu_name, compile_s, rows, back_rows, summary, notes, time.perf_counter() - t0)
+    write_report(a, gpu_name, peak, compile_s, rows, back_rows, summary, notes, time.perf_counter() - t0)
     print(open(a.out).read())
     return 0
 
 
-def bench_backward(name, x, w, geom, args):
-    """grad input and grad weight: fastconv's auto algo vs torch's cuDNN backward kernels."""
+def bench_backward(name, x, w, geom, args, fwd_ms, cudnn_fwd_ms):
+    """grad input and grad weight: fastconv's auto algo vs torch's cuDNN backward kernels, and
+    the three passes of a training step together (forward times given: fastconv auto, cuDNN)."""
     s, p, groups, transposed = args
     out = []
     if transposed:  # input grad of a transposed conv is a forward conv; skip the duplicate
@@ -212,10 +243,15 @@ def bench_backward(name, x, w, geom, args):
         med, mn = time_gpu(fn)
         tmed = time_torch(tcases[what])[0] if what in tcases else float("nan")
         out.append((name, what, algo, med, mn, flops / med / 1e9, tmed, med / tmed if tmed == tmed else float("nan")))
+    if fwd_ms is not None:
+        total = fwd_ms + out[0][3] + out[1][3]
+        ttotal = (cudnn_fwd_ms or float("nan")) + out[0][6] + out[1][6]
+        out.append((name, "forward + both gradients", algo, total, float("nan"), 3 * flops / total / 1e9,
+                    ttotal, total / ttotal))
     return out
 
 
-def write_report(a, gpu_name, compile_s, rows, back_rows, summary, notes, total_s):
+def write_report(a, gpu_name, peak, compile_s, rows, back_rows, summary, notes, total_s):
     lines = [
         "# fastconv GPU benchmark",
         "",
@@ -229,29 +265,39 @@ def write_report(a, gpu_name, compile_s, rows, back_rows, summary, notes, total_
         f"torch `matmul.allow_tf32=False`); cuDNN with `benchmark=True` (its fastest algorithm).",
         f"- Times: CUDA events around each call, warm (kernel compilation, {compile_s:.1f} s cold, excluded); "
         f"median and min over up to 50 calls. TFLOP/s = 2 x nominal multiply-adds / median time.",
-        "- ratio = fastconv median / cuDNN median (target for the best algo: <= 1.5 on the forward).",
+        (f"- The card's float32 rate: {peak:.1f} TFLOP/s (2 x FP32 lanes x SMs x clock); '% peak' is "
+         f"TFLOP/s against it." if peak else "- The card's float32 rate is unknown (no clock or SM type)."),
+        "- ratio = fastconv median / cuDNN median (targets: the best algo <= 1.5 on each forward, "
+        "geometric mean <= 1.25; forward + both gradients <= 1.5).",
         "- rel err = max |fastconv - cuDNN| / max |cuDNN| (both float32).",
         "",
         "## Forward",
         "",
-        "| anchor | shape | implementation | median ms | min ms | TFLOP/s | ratio | rel err |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
+        "| anchor | shape | implementation | median ms | min ms | TFLOP/s | % peak | ratio | rel err |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
+    pct = (lambda tf: fmt(100.0 * tf / peak, ".0f")) if peak else (lambda tf: "-")  # noqa: E731
     for name, impl, med, mn, tflops, ratio, err in rows:
-        lines.append(f"| {name} | {DESCR[name]} | {impl} | {med:.3f} | {mn:.3f} | {tflops:.2f} | "
-                     f"{ratio:.2f} | {err:.1e} |")
+        lines.append(f"| {name} | {DESCR[name]} | {impl} | {med:.3f} | {mn:.3f} | {tflops:.2f} | {pct(tflops)} | "
+                     f"{fmt(ratio, '.2f')} | {fmt(err, '.1e')} |")
     lines += ["", "## Best fastconv algorithm per anchor", "",
               "| anchor | best algo | median ms | ratio to cuDNN | <= 1.5x | algo='auto' picks |", "|---|---|---:|---:|---|---|"]
     for name, best, auto in summary:
         if best is None:
             continue
-        ok = "yes" if best[2] <= 1.5 else ("no" if best[2] == best[2] else "n/a")
-        lines.append(f"| {name} | {best[0]} | {best[1]:.3f} | {best[2]:.2f} | {ok} | {auto} |")
+        ok = "yes" if best[2] <= 1.5 else ("no" if best[2] == best[2] else "-")
+        lines.append(f"| {name} | {best[0]} | {best[1]:.3f} | {fmt(best[2], '.2f')} | {ok} | {auto} |")
+    ratios = [best[2] for _, best, _ in summary if best is not None and best[2] == best[2]]
+    if ratios:
+        gm = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+        lines += ["", f"Geometric mean of the best forward ratios over {len(ratios)} anchors: {gm:.2f} "
+                      f"(target <= 1.25: {'met' if gm <= 1.25 else 'not met'})."]
     if back_rows:
         lines += ["", "## Backward (fastconv algo='auto' vs cuDNN backward)", "",
                   "| anchor | pass | algo | median ms | min ms | TFLOP/s | cuDNN ms | ratio |", "|---|---|---|---:|---:|---:|---:|---:|"]
         for name, what, algo, med, mn, tflops, tmed, ratio in back_rows:
-            lines.append(f"| {name} | {what} | {algo} | {med:.3f} | {mn:.3f} | {tflops:.2f} | {tmed:.3f} | {ratio:.2f} |")
+            lines.append(f"| {name} | {what} | {algo} | {med:.3f} | {fmt(mn, '.3f')} | {tflops:.2f} | "
+                         f"{fmt(tmed, '.3f')} | {fmt(ratio, '.2f')} |")
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     lines += ["", f"Total benchmark time: {total_s:.0f} s.", ""]
