@@ -22,6 +22,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -40,8 +41,11 @@ def run_emulated(args, what: str, **env) -> str:
     """``python args`` in a child process with the stand-in CuPy first on the path; its output."""
     child_env = dict(os.environ, **env)
     child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(EMULATOR), child_env.get("PYTHONPATH")]))
-    proc = subprocess.run([sys.executable, *args], cwd=TESTS.parent, env=child_env, capture_output=True,
-                          text=True, timeout=900)
+    # run outside the checkout: from its root, `python -c` / `-m` would import the source tree's
+    # fastconv/ (without its kernels) instead of the installed package
+    with tempfile.TemporaryDirectory() as elsewhere:
+        proc = subprocess.run([sys.executable, *args], cwd=elsewhere, env=child_env, capture_output=True,
+                              text=True, timeout=900)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"{what} failed on the emulated GPU (exit code {proc.returncode}):\n{out[-6000:]}"
     return out
@@ -50,6 +54,7 @@ def run_emulated(args, what: str, **env) -> str:
 def run_gpu_tests(select: str, **env) -> str:
     """tests/test_gpu.py's tests matching ``select`` (all when empty)."""
     return run_emulated(["-m", "pytest", "-q", "-p", "no:cacheprovider", "--noconftest",
+                         "-c", str(TESTS.parent / "pyproject.toml"), "--rootdir", str(TESTS.parent),
                          *(["-k", select] if select else []), str(TESTS / "test_gpu.py")], "the GPU tests", **env)
 
 
