@@ -213,13 +213,17 @@ def conv_geometry(x_shape: Sequence[int], w_shape: Sequence[int], stride=1, padd
     Raises:
         ValueError naming the argument and the shapes when anything does not fit.
     """
+    # a network calls the same few convolutions over and over: validate each shape once
+    try:  # the arguments as given (shapes are tuples, and most arguments ints or strings)
+        return _cached_conv_geometry(x_shape, w_shape, stride, padding, dilation, groups, spatial_dims)
+    except TypeError:  # a list somewhere (or something unhashable, which the checks will name)
+        pass
     try:
         key = (_hashable(x_shape), _hashable(w_shape), _hashable(stride), _hashable(padding),
                _hashable(dilation), groups, spatial_dims)
         hash(key)
-    except TypeError:  # something unhashable: let the checks below name it
+    except TypeError:
         return _conv_geometry(x_shape, w_shape, stride, padding, dilation, groups, spatial_dims)
-    # a network calls the same few convolutions over and over: validate each shape once
     return _cached_conv_geometry(*key)
 
 

@@ -11,7 +11,7 @@ import sys
 
 def is_cupy_array(a) -> bool:
     """True when ``a`` is a CuPy array (checked without importing CuPy)."""
-    return type(a).__module__.startswith("cupy") and "cupy" in sys.modules
+    return "cupy" in sys.modules and type(a).__module__.startswith("cupy")
 
 
 def get_backend(array=None, device: str | None = None):
