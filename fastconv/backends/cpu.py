@@ -19,6 +19,10 @@ thread unfolds cache-sized tiles of output rows and multiplies them with a singl
 multi-threaded BLAS directly: a pointwise 1x1 convolution (one batched matmul on the input as
 it lies, no copy), and the input gradient of a batch with fewer (image, group) pairs than twice
 the threads, whose column tiles would overlap (whole-image columns in a reused workspace).
+
+A convolution of fewer than ``SERIAL_MACS`` (2^19) multiply-adds runs each kernel's serial twin
+on the calling thread (``for_work``): waking the workqueue threads costs 25-31 us here, more
+than such a problem takes on one core.
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ import numpy as np
 
 from fastconv.geometry import ConvGeometry
 from fastconv.kernels.cpu import depthwise, direct, epilogue, gemm, im2col as _im2col, winograd
+from fastconv.kernels.cpu._common import for_work
 
 ALGOS = ("direct", "im2col", "winograd")
 name = "cpu"
@@ -230,8 +235,8 @@ def _tiled_forward(x, wm, g: ConvGeometry, ep):
     rows = _tile_rows(g, x.dtype, g.N * g.groups)
     nchunks = min(numba.get_num_threads(), g.N * g.groups * -(-g.out_size[0] // rows))
     with single_threaded_blas():
-        gemm.conv_forward(x, np.ascontiguousarray(wm), y, *ep, rows, nchunks, g.kernel[0], g.kernel[1],
-                          *_geom_ints(g))
+        for_work(gemm.conv_forward, g.macs)(x, np.ascontiguousarray(wm), y, *ep, rows, nchunks,
+                                            g.kernel[0], g.kernel[1], *_geom_ints(g))
     return y
 
 
@@ -277,13 +282,13 @@ def conv_forward(x, w, g: ConvGeometry, algo: str, epilogue=None):
         return _winograd(x, w, g.y_shape, g.padding[0][0], g.padding[1][0], ep)
     if algo == "direct" and g.is_depthwise:
         y = np.empty(g.y_shape, x.dtype)
-        depthwise.conv_forward(x, w, y, *ep, _depthwise_chunks(g), *_geom_ints(g))
+        for_work(depthwise.conv_forward, g.macs)(x, w, y, *ep, _depthwise_chunks(g), *_geom_ints(g))
         return y
     kg = (g.C_in // g.groups) * g.kernel[0] * g.kernel[1]
     if algo == "direct":
         y = np.empty(g.y_shape, x.dtype)
         xtile = _X_TILE_1D if g.N * g.C_out < 4 else max(1, g.out_size[1])
-        direct.conv_forward(x, w, y, *_geom_ints(g), g.groups, xtile)
+        for_work(direct.conv_forward, g.macs)(x, w, y, *_geom_ints(g), g.groups, xtile)
     elif g.is_pointwise:
         y = _pointwise(x, _wmat(w, g), g.y_shape)
     elif kg < SHORT_REDUCTION and g.C_out * g.out_size[0] * g.out_size[1] * x.itemsize >= BATCHED_OUTPUT_BYTES:
@@ -298,11 +303,11 @@ def conv_forward(x, w, g: ConvGeometry, algo: str, epilogue=None):
 def conv_grad_input(dy, w, g: ConvGeometry, algo: str):
     if algo == "direct" and g.is_depthwise:
         dx = np.empty(g.x_shape, dy.dtype)
-        depthwise.conv_grad_input(dy, w, dx, _depthwise_chunks(g), *_geom_ints(g))
+        for_work(depthwise.conv_grad_input, g.macs)(dy, w, dx, _depthwise_chunks(g), *_geom_ints(g))
         return dx
     if algo == "direct":
         dx = np.empty(g.x_shape, dy.dtype)
-        direct.conv_grad_input(dy, w, dx, *_geom_ints(g), g.groups)
+        for_work(direct.conv_grad_input, g.macs)(dy, w, dx, *_geom_ints(g), g.groups)
         return dx
     if algo == "winograd":
         # the input gradient of a 3x3 stride-1 convolution is one too: flipped, transposed
@@ -319,8 +324,8 @@ def conv_grad_input(dy, w, g: ConvGeometry, algo: str):
     if g.N * G >= 2 * numba.get_num_threads():
         rows = _tile_rows(g, dy.dtype, g.N * G)
         with single_threaded_blas():
-            gemm.conv_grad_input(dy, np.ascontiguousarray(wt), dx, rows, g.kernel[0], g.kernel[1],
-                                 *_geom_ints(g))
+            for_work(gemm.conv_grad_input, g.macs)(dy, np.ascontiguousarray(wt), dx, rows,
+                                                   g.kernel[0], g.kernel[1], *_geom_ints(g))
         return dx
     # too few (image, group) pairs to share out: whole-image columns, multi-threaded BLAS
     sh, sw, dh, dw, ph, pw = _geom_ints(g)
@@ -330,21 +335,21 @@ def conv_grad_input(dy, w, g: ConvGeometry, algo: str):
         P = (y1 - y0) * Wo
         cols = _workspace(B * G * Kg * P, dy.dtype).reshape(B, G, Kg, P)
         np.matmul(wt, dyv[n0:n0 + B, :, :, y0 * Wo:y1 * Wo], out=cols)
-        _im2col.col2im(cols.reshape(B, G * Kg, P), dx, n0, y0, y1, g.kernel[0], g.kernel[1],
-                       sh, sw, dh, dw, ph, pw, Wo)
+        for_work(_im2col.col2im, g.macs)(cols.reshape(B, G * Kg, P), dx, n0, y0, y1,
+                                         g.kernel[0], g.kernel[1], sh, sw, dh, dw, ph, pw, Wo)
     return dx
 
 
 def conv_grad_weight(x, dy, g: ConvGeometry, algo: str):
     if algo == "direct" and g.is_depthwise:
         dwt = np.empty(g.w_shape, x.dtype)
-        depthwise.conv_grad_weight(x, dy, dwt, *_geom_ints(g))
+        for_work(depthwise.conv_grad_weight, g.macs)(x, dy, dwt, *_geom_ints(g))
         return dwt
     if algo == "winograd":
         _check_winograd(g)          # the weight gradient itself runs im2col
     if algo == "direct":
         dwt = np.empty(g.w_shape, x.dtype)
-        direct.conv_grad_weight(x, dy, dwt, *_geom_ints(g), g.groups)
+        for_work(direct.conv_grad_weight, g.macs)(x, dy, dwt, *_geom_ints(g), g.groups)
         return dwt
     G = g.groups
     Kg = (g.C_in // G) * g.kernel[0] * g.kernel[1]
@@ -352,7 +357,8 @@ def conv_grad_weight(x, dy, g: ConvGeometry, algo: str):
     nchunks = min(numba.get_num_threads(), g.N * G * -(-g.out_size[0] // rows))
     partial = np.zeros((nchunks, G, g.C_out // G, Kg), x.dtype)
     with single_threaded_blas():
-        gemm.conv_grad_weight(x, dy, partial, rows, g.kernel[0], g.kernel[1], *_geom_ints(g))
+        for_work(gemm.conv_grad_weight, g.macs)(x, dy, partial, rows, g.kernel[0], g.kernel[1],
+                                                *_geom_ints(g))
     return partial.sum(axis=0).reshape(g.w_shape)
 
 

@@ -1,4 +1,6 @@
 """Small helpers shared by the CPU kernels."""
+import types
+
 import numpy as np
 from numba import njit
 
@@ -33,3 +35,40 @@ def clip(v, lo, hi):
     if v > hi:
         v = hi
     return v
+
+
+#: Below this many multiply-adds (about 30 us of work on one core) a kernel runs on the calling
+#: thread: waking the workqueue layer's threads for a parallel region costs 25-31 us here
+#: (bench/NOTES.md). Measured in one process, serial and parallel calls alternating: serial is
+#: 1.3-3x faster from 0.3 to 0.6 M multiply-adds and about even at 1.8 M.
+SERIAL_MACS = 1 << 19
+
+_serial_twins = {}
+
+
+def parallel_kernel(**options):
+    """``njit(parallel=True, cache=True, **options)``, plus a serial twin for small problems.
+
+    The twin is the same Python function compiled without ``parallel`` (``prange`` is then
+    ``range``) under its own name, so Numba caches the two apart. :func:`for_work` picks one.
+    """
+    def decorate(fn):
+        kernel = njit(parallel=True, cache=True, **options)(fn)
+        twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial",
+                                  fn.__defaults__, fn.__closure__)
+        twin.__qualname__ = fn.__qualname__ + "_serial"
+        twin.__module__, twin.__doc__ = fn.__module__, fn.__doc__
+        _serial_twins[kernel] = njit(cache=True, **options)(twin)
+        return kernel
+    return decorate
+
+
+def compile_both(kernel, *args) -> None:
+    """Call ``kernel`` and its serial twin on ``args`` (a module's ``warm``: compile or load both)."""
+    kernel(*args)
+    _serial_twins[kernel](*args)
+
+
+def for_work(kernel, macs: int):
+    """``kernel``, or its serial twin when ``macs`` multiply-adds are too few to share out."""
+    return _serial_twins.get(kernel, kernel) if macs < SERIAL_MACS else kernel

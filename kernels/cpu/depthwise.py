@@ -15,7 +15,7 @@ them back into the plane); the weight gradient is a dot product per (output chan
 import numpy as np
 from numba import njit, prange
 
-from ._common import FASTMATH, U, clip, valid_range
+from ._common import FASTMATH, U, clip, compile_both, parallel_kernel, valid_range
 
 
 @njit(inline="always")
@@ -94,7 +94,7 @@ def _taps_plane(Pf, w, o, acc, KH, KW, dh, dw, sh, sw, B, L):
             j += 1
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
+@parallel_kernel(fastmath=FASTMATH)
 def conv_forward(x, w, out, bias, lo, hi, nchunks, sh, sw, dh, dw, ph, pw):
     """out[n, c*M + m] = clip(sum_ij w[c*M + m, 0, i, j] * x_pad[n, c, y*sh + i*dh, x*sw + j*dw]
     + bias[c*M + m], lo, hi): the epilogue is applied as each plane is written.
@@ -161,7 +161,7 @@ def _grad_input_plane(dy, w, dx, P, g, n, c, M, KH, KW, sh, sw, dh, dw, ph, pw, 
                         dx[n, c, yi, U(b * sw + q - pw)] += src[U(b)]
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
+@parallel_kernel(fastmath=FASTMATH)
 def conv_grad_input(dy, w, dx, nchunks, sh, sw, dh, dw, ph, pw):
     """dx = the adjoint of ``conv_forward``: spread dy through every tap, then fold the phases back."""
     N, C = dx.shape[0], dx.shape[1]
@@ -177,7 +177,7 @@ def conv_grad_input(dy, w, dx, nchunks, sh, sw, dh, dw, ph, pw):
             _grad_input_plane(dy, w, dx, P, g, task // C, task % C, M, KH, KW, sh, sw, dh, dw, ph, pw, B, L)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
+@parallel_kernel(fastmath=FASTMATH)
 def conv_grad_weight(x, dy, dwt, sh, sw, dh, dw, ph, pw):
     """dwt[c*M + m, 0, i, j] = sum_n <dy[n, c*M + m] on the width-B grid, shifted phase plane>."""
     N, C = x.shape[0], x.shape[1]
@@ -215,6 +215,6 @@ def warm(dtype) -> None:
     x = np.ones((1, 2, 4, 4), dtype)
     w = np.ones((2, 1, 3, 3), dtype)
     y = np.empty((1, 2, 2, 2), dtype)
-    conv_forward(x, w, y, np.zeros(2, dtype), dtype(-np.inf), dtype(np.inf), 1, 2, 2, 1, 1, 1, 1)
-    conv_grad_input(y, w, x, 1, 2, 2, 1, 1, 1, 1)
-    conv_grad_weight(x, y, w, 2, 2, 1, 1, 1, 1)
+    compile_both(conv_forward, x, w, y, np.zeros(2, dtype), dtype(-np.inf), dtype(np.inf), 1, 2, 2, 1, 1, 1, 1)
+    compile_both(conv_grad_input, y, w, x, 1, 2, 2, 1, 1, 1, 1)
+    compile_both(conv_grad_weight, x, y, w, 2, 2, 1, 1, 1, 1)

@@ -10,12 +10,12 @@ A 1-D convolution arrives as a 2-D one with height 1; to keep both cores busy on
 signal the output width is split into tiles of ``xtile`` pixels, each an independent task.
 """
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ._common import FASTMATH, U, valid_range
+from ._common import FASTMATH, U, compile_both, parallel_kernel, valid_range
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
+@parallel_kernel(fastmath=FASTMATH)
 def conv_forward(x, w, out, sh, sw, dh, dw, ph, pw, groups, xtile):
     """out[n, o] = sum_{c in group(o), i, j} w[o, c', i, j] * x_pad[n, c, y*sh + i*dh, x*sw + j*dw]."""
     N, C, H, W = x.shape
@@ -51,7 +51,7 @@ def conv_forward(x, w, out, sh, sw, dh, dw, ph, pw, groups, xtile):
                                 out[n, o, yo, U(xo)] += wv * x[n, c, yi, U(xo * sw + off)]
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
+@parallel_kernel(fastmath=FASTMATH)
 def conv_grad_input(dy, w, dx, sh, sw, dh, dw, ph, pw, groups):
     """dx = C^T dy: scatter each output pixel back through every tap (the transposed conv).
 
@@ -86,7 +86,7 @@ def conv_grad_input(dy, w, dx, sh, sw, dh, dw, ph, pw, groups):
                                 dx[n, c, yi, U(xo * sw + off)] += wv * dy[n, o, yo, U(xo)]
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
+@parallel_kernel(fastmath=FASTMATH)
 def conv_grad_weight(x, dy, dwt, sh, sw, dh, dw, ph, pw, groups):
     """dwt[o, c', i, j] = sum_{n, y, x} dy[n, o, y, x] * x_pad[n, c, y*sh + i*dh, x*sw + j*dw].
 
@@ -125,6 +125,6 @@ def warm(dtype) -> None:
     x = np.ones((1, 2, 3, 3), dtype)
     w = np.ones((2, 1, 2, 2), dtype)
     y = np.empty((1, 2, 2, 2), dtype)
-    conv_forward(x, w, y, 1, 1, 1, 1, 0, 0, 2, 64)
-    conv_grad_input(y, w, x, 1, 1, 1, 1, 0, 0, 2)
-    conv_grad_weight(x, y, w, 1, 1, 1, 1, 0, 0, 2)
+    compile_both(conv_forward, x, w, y, 1, 1, 1, 1, 0, 0, 2, 64)
+    compile_both(conv_grad_input, y, w, x, 1, 1, 1, 1, 0, 0, 2)
+    compile_both(conv_grad_weight, x, y, w, 1, 1, 1, 1, 0, 0, 2)

@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._blas import gemm
-from ._common import U, clip
+from ._common import U, clip, compile_both, parallel_kernel
 from .im2col import fill_row, fold_row
 
 
@@ -53,7 +53,7 @@ def _task_columns(x, colbuf, task, nty, G, Kg, rows, Ho, Wo, KH, KW, sh, sw, dh,
     return n, g, y0, y1, cols
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def conv_forward(x, wm, y, bias, lo, hi, rows, nchunks, KH, KW, sh, sw, dh, dw, ph, pw):
     """y[n, g*Og:(g+1)*Og, tile] = clip(wm[g] @ columns(tile) + bias, lo, hi), tile by tile."""
     N = x.shape[0]
@@ -76,7 +76,7 @@ def conv_forward(x, wm, y, bias, lo, hi, rows, nchunks, KH, KW, sh, sw, dh, dw, 
                     dst[U(t)] = clip(dst[U(t)] + b, lo, hi)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def conv_grad_input(dy, wt, dx, rows, KH, KW, sh, sw, dh, dw, ph, pw):
     """dx[n, group g] = col2im(wt[g] @ dy tile) for every tile; one task per (image, group).
 
@@ -100,7 +100,7 @@ def conv_grad_input(dy, wt, dx, rows, KH, KW, sh, sw, dh, dw, ph, pw):
             _fold(cols, dx, n, g * Cg, Cg, y0, y1, KH, KW, sh, sw, dh, dw, ph, pw, Wo)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def conv_grad_weight(x, dy, partial, rows, KH, KW, sh, sw, dh, dw, ph, pw):
     """partial[chunk, g] = sum over the chunk's tiles of dy_tile @ columns(tile)^T.
 
@@ -126,6 +126,8 @@ def warm(dtype) -> None:
     x = np.ones((1, 2, 3, 3), dtype)
     wm = np.ones((1, 2, 8), dtype)
     y = np.empty((1, 2, 2, 2), dtype)
-    conv_forward(x, wm, y, np.zeros(2, dtype), dtype(-np.inf), dtype(np.inf), 1, 1, 2, 2, 1, 1, 1, 1, 0, 0)
-    conv_grad_input(y, np.ascontiguousarray(wm.transpose(0, 2, 1)), np.zeros_like(x), 1, 2, 2, 1, 1, 1, 1, 0, 0)
-    conv_grad_weight(x, y, np.zeros((1, 1, 2, 8), dtype), 1, 2, 2, 1, 1, 1, 1, 0, 0)
+    compile_both(conv_forward, x, wm, y, np.zeros(2, dtype), dtype(-np.inf), dtype(np.inf), 1, 1, 2, 2,
+                 1, 1, 1, 1, 0, 0)
+    compile_both(conv_grad_input, y, np.ascontiguousarray(wm.transpose(0, 2, 1)), np.zeros_like(x), 1, 2, 2,
+                 1, 1, 1, 1, 0, 0)
+    compile_both(conv_grad_weight, x, y, np.zeros((1, 1, 2, 8), dtype), 1, 2, 2, 1, 1, 1, 1, 0, 0)

@@ -9,7 +9,7 @@ Padding is written as zeros; no padded input copy is made.
 import numpy as np
 from numba import njit, prange
 
-from ._common import U, valid_range
+from ._common import U, compile_both, parallel_kernel, valid_range
 
 
 @njit(inline="always")
@@ -69,7 +69,7 @@ def im2col(x, cols, n0, y0, y1, KH, KW, sh, sw, dh, dw, ph, pw, Wo):
                  sh, sw, dh, dw, ph, pw, Wo)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def col2im(cols, dx, n0, y0, y1, KH, KW, sh, sw, dh, dw, ph, pw, Wo):
     """Add ``cols[b, (c, i, j), p]`` back into ``dx[n0 + b, c]`` (the adjoint of im2col).
 
@@ -92,4 +92,4 @@ def warm(dtype) -> None:
     x = np.ones((1, 2, 3, 3), dtype)
     cols = np.empty((1, 8, 4), dtype)
     im2col(x, cols, 0, 0, 2, 2, 2, 1, 1, 1, 1, 0, 0, 2)
-    col2im(cols, x, 0, 0, 2, 2, 2, 1, 1, 1, 1, 0, 0, 2)
+    compile_both(col2im, cols, x, 0, 0, 2, 2, 2, 1, 1, 1, 1, 0, 0, 2)
