@@ -70,3 +70,17 @@ def test_both_paths_match_the_reference(path, algo, dtype, case):
 def test_the_cases_are_small_enough_for_the_twins_by_default():
     for N, C, O, H, W, k, *_, groups in CASES:
         assert N * O * H * W * (C // groups) * k[0] * k[1] < _common.SERIAL_MACS
+
+
+@pytest.mark.parametrize("elements", [0, 1 << 62], ids=["parallel", "serial"])
+def test_the_epilogue_kernels_on_both_paths(monkeypatch, elements):
+    from fastconv.backends import cpu
+    monkeypatch.setattr(cpu, "PARALLEL_ELEMENTS", elements)
+    rng = np.random.default_rng(3)
+    y = 4 * rng.standard_normal((3, 5, 7, 6))
+    b = rng.standard_normal(5)
+    want = np.clip(y + b[:, None, None], 0, 6)
+    cpu.bias_clip_(y, b, 0.0, 6.0)
+    np.testing.assert_array_equal(y, want)
+    g = rng.standard_normal(y.shape)
+    np.testing.assert_array_equal(cpu.clip_grad(g, y, 0.0, 6.0), np.where((y > 0) & (y < 6), g, 0))

@@ -37,7 +37,7 @@ import numpy as np
 
 from fastconv.geometry import ConvGeometry
 from fastconv.kernels.cpu import depthwise, direct, epilogue, gemm, im2col as _im2col, winograd
-from fastconv.kernels.cpu._common import for_work
+from fastconv.kernels.cpu._common import for_work, serial_if
 
 ALGOS = ("direct", "im2col", "winograd")
 name = "cpu"
@@ -366,7 +366,7 @@ def bias_clip_(y, bias, lo: float, hi: float) -> None:
     """In place on y (N, C, ...): add bias[c] (None: nothing) and clip to [lo, hi], in one pass."""
     N, C = y.shape[:2]
     b = bias if bias is not None else np.zeros(C, y.dtype)
-    kernel = epilogue.bias_clip_parallel if y.size >= PARALLEL_ELEMENTS else epilogue.bias_clip
+    kernel = serial_if(epilogue.bias_clip, y.size < PARALLEL_ELEMENTS)
     kernel(y.reshape(N, C, -1), b, y.dtype.type(lo), y.dtype.type(hi))
 
 
@@ -374,7 +374,7 @@ def clip_grad(g, y, lo: float, hi: float):
     """The gradient through y = clip(., lo, hi): g where lo < y < hi, else 0 (a new array)."""
     out = np.empty(g.shape, g.dtype)
     t = g.dtype.type
-    kernel = epilogue.clip_grad_parallel if g.size >= PARALLEL_ELEMENTS else epilogue.clip_grad
+    kernel = serial_if(epilogue.clip_grad, g.size < PARALLEL_ELEMENTS)
     kernel(np.ascontiguousarray(g).reshape(-1), np.ascontiguousarray(y, g.dtype).reshape(-1),
            t(lo), t(hi), out.reshape(-1))
     return out

@@ -69,6 +69,11 @@ def compile_both(kernel, *args) -> None:
     _serial_twins[kernel](*args)
 
 
+def serial_if(kernel, small: bool):
+    """``kernel``'s serial twin when ``small``, else ``kernel``."""
+    return _serial_twins[kernel] if small else kernel
+
+
 def for_work(kernel, macs: int):
     """``kernel``, or its serial twin when ``macs`` multiply-adds are too few to share out."""
-    return _serial_twins.get(kernel, kernel) if macs < SERIAL_MACS else kernel
+    return serial_if(kernel, macs < SERIAL_MACS)

@@ -1,7 +1,7 @@
 """The per-channel epilogue of a convolution: bias and a clipping activation in one pass, in place."""
 from numba import njit, prange
 
-from ._common import FASTMATH, U, clip
+from ._common import FASTMATH, U, clip, compile_both, parallel_kernel
 
 
 @njit(inline="always", fastmath=FASTMATH)
@@ -16,18 +16,12 @@ def _bias_clip_planes(y, bias, lo, hi, p0, p1):
             row[U(i)] = clip(row[U(i)] + b, lo, hi)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@parallel_kernel(fastmath=FASTMATH)
 def bias_clip(y, bias, lo, hi):
     """y[n, c, :] = min(max(y[n, c, :] + bias[c], lo), hi) in place, for y of shape (N, C, P).
 
     ``lo = -inf, hi = inf`` adds the bias only; relu is (0, inf), relu6 (0, 6).
     """
-    _bias_clip_planes(y, bias, lo, hi, 0, y.shape[0] * y.shape[1])
-
-
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
-def bias_clip_parallel(y, bias, lo, hi):
-    """``bias_clip`` on every thread, for arrays large enough to pay for waking them."""
     NC = y.shape[0] * y.shape[1]
     nchunks = min(NC, 64)
     for chunk in prange(nchunks):
@@ -41,15 +35,9 @@ def _clip_grad_range(g, y, lo, hi, out, i0, i1):
         out[U(i)] = g[U(i)] if (v > lo) & (v < hi) else 0.0
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@parallel_kernel(fastmath=FASTMATH)
 def clip_grad(g, y, lo, hi, out):
     """out = g where lo < y < hi, else 0: the gradient through a clip, given its output y (flat)."""
-    _clip_grad_range(g, y, lo, hi, out, 0, g.shape[0])
-
-
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
-def clip_grad_parallel(g, y, lo, hi, out):
-    """``clip_grad`` on every thread, for arrays large enough to pay for waking them."""
     n = g.shape[0]
     for chunk in prange(64):
         _clip_grad_range(g, y, lo, hi, out, chunk * n // 64, (chunk + 1) * n // 64)
@@ -58,7 +46,5 @@ def clip_grad_parallel(g, y, lo, hi, out):
 def warm(dtype) -> None:
     import numpy as np
     y = np.zeros((1, 1, 2), dtype)
-    for fn in (bias_clip, bias_clip_parallel):
-        fn(y, np.zeros(1, dtype), dtype(0), dtype(6))
-    for fn in (clip_grad, clip_grad_parallel):
-        fn(y.ravel(), y.ravel(), dtype(0), dtype(6), np.empty(2, dtype))
+    compile_both(bias_clip, y, np.zeros(1, dtype), dtype(0), dtype(6))
+    compile_both(clip_grad, y.ravel(), y.ravel(), dtype(0), dtype(6), np.empty(2, dtype))
