@@ -163,6 +163,32 @@ def test_short_reduction_on_whole_image_columns(rng, monkeypatch, groups):
         assert rel_err(y, ref_conv(x, w, (2, 1), pads, (1, 1), groups)) < 1e-12
 
 
+@pytest.mark.parametrize("sliver", [True, False])
+@pytest.mark.parametrize("N,groups", [(1, 1), (1, 2), (3, 1), (3, 2)])
+def test_long_reductions_on_whole_image_columns(rng, monkeypatch, sliver, N, groups):
+    """Forward, input and weight gradients agree with the oracle whichever of the tiled and the
+    whole-image GEMM paths the sliver rule (MIN_TILE_COLUMNS) sends them to."""
+    from fastconv.backends import cpu
+    from fastconv.kernels.cpu import _common
+    monkeypatch.setattr(_common, "SERIAL_MACS", 0)              # the rule leaves tiny problems tiled
+    monkeypatch.setattr(cpu, "MIN_TILE_COLUMNS", 10**9 if sliver else 0)
+    monkeypatch.setattr(cpu, "SLIVER_MIN_ROWS", 1)
+    monkeypatch.setattr(cpu, "TILE_BYTES", 256 if sliver else cpu.TILE_BYTES)   # < the weights (576 B)
+    x = rng.standard_normal((N, 4, 11, 9))
+    w = rng.standard_normal((6, 4 // groups, 3, 2))
+    kw = dict(stride=(2, 1), padding=((1, 2), (0, 1)), dilation=(1, 2), groups=groups)
+    pads = [(1, 2), (0, 1)]
+    for budget in (cpu.WORKSPACE_BYTES, 4 * 6 * 8 * 8 * 2):     # whole batch, row tiles
+        monkeypatch.setattr(cpu, "WORKSPACE_BYTES", budget)
+        y = fastconv.conv2d(x, w, algo="im2col", **kw)
+        assert rel_err(y, ref_conv(x, w, (2, 1), pads, (1, 2), groups)) < 1e-12
+        gy = rng.standard_normal(y.shape)
+        gx = fastconv.grad.conv2d_input(x.shape, w, gy, algo="im2col", **kw)
+        assert rel_err(gx, fastconv.grad.conv2d_input(x.shape, w, gy, algo="direct", **kw)) < 1e-12
+        gw = fastconv.grad.conv2d_weight(x, w.shape, gy, algo="im2col", **kw)
+        assert rel_err(gw, fastconv.grad.conv2d_weight(x, w.shape, gy, algo="direct", **kw)) < 1e-12
+
+
 @pytest.mark.parametrize("mode,np_mode", [("reflect", "reflect"), ("replicate", "edge"), ("circular", "wrap")])
 def test_padding_modes(rng, mode, np_mode):
     x = rng.standard_normal((2, 3, 7, 6))

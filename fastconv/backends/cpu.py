@@ -15,10 +15,12 @@ runs its own phase-plane kernel, ``kernels/cpu/depthwise.py``), ``'winograd'`` (
 ``kernels/cpu/winograd.py``: dense 3x3 kernels at stride 1, forward and input gradient; the
 weight gradient runs im2col) and ``'im2col'``: each Numba
 thread unfolds cache-sized tiles of output rows and multiplies them with a single-threaded GEMM
-(``kernels/cpu/gemm.py``), so BLAS threads never run beside Numba's. Two exceptions use the
+(``kernels/cpu/gemm.py``), so BLAS threads never run beside Numba's. Three exceptions use the
 multi-threaded BLAS directly: a pointwise 1x1 convolution (one batched matmul on the input as
-it lies, no copy), and the input gradient of a batch with fewer (image, group) pairs than twice
-the threads, whose column tiles would overlap (whole-image columns in a reused workspace).
+it lies, no copy); the input gradient of a batch with fewer (image, group) pairs than twice
+the threads, whose column tiles would overlap; and a long reduction whose cache-sized tiles
+would be slivers of a few dozen pixels (``MIN_TILE_COLUMNS``). The last two run on whole-image
+columns in a reused workspace.
 
 A convolution of fewer than ``SERIAL_MACS`` (2^19) multiply-adds runs each kernel's serial twin
 on the calling thread (``for_work``): waking the workqueue threads costs 25-31 us here, more
@@ -36,7 +38,7 @@ import numba
 import numpy as np
 
 from fastconv.geometry import ConvGeometry
-from fastconv.kernels.cpu import depthwise, direct, epilogue, gemm, im2col as _im2col, winograd
+from fastconv.kernels.cpu import _common, depthwise, direct, epilogue, gemm, im2col as _im2col, winograd
 from fastconv.kernels.cpu._common import for_work, serial_if
 
 ALGOS = ("direct", "im2col", "winograd")
@@ -54,6 +56,18 @@ TILE_BYTES = 512 * 1024
 #: 1.6 MiB output, stays faster tiled, 0.9 vs 1.2 ms).
 SHORT_REDUCTION = 64
 BATCHED_OUTPUT_BYTES = 4 * 2**20
+#: A column tile of fewer output pixels than this is a sliver: a long reduction (C_in/groups *
+#: kh * kw in the thousands) leaves few columns in TILE_BYTES, and when the weight matrix does
+#: not fit in cache beside the tile (more than TILE_BYTES), each sliver's GEMM streams it again
+#: (the weight gradient: its whole partial sum) for little work. Such convolutions run on
+#: whole-image columns with the multi-threaded BLAS instead. Measured (3x3, 2 threads): N=1 at
+#: 28x28, 512 channels 33.6 -> 19.9 ms forward, 22.1 -> 16.6 weight gradient; N=1 128 channels
+#: at 14x14 forward 1.08 -> 0.52 ms; N=8 256 channels at 14x14, input gradient 16.5 -> 7.8 ms.
+#: 64 channels at 28x28 (224-pixel tiles) stays faster tiled: 0.44 vs 0.54 ms; so do 16 -> 16
+#: channels at 64x64 with 15x15 and 31x31 kernels (a weight matrix of 16 rows: 13.4 vs 14.6 and
+#: 43 vs 74 ms), hence the rule also asks for SLIVER_MIN_ROWS output channels per group.
+MIN_TILE_COLUMNS = 128
+SLIVER_MIN_ROWS = 64
 #: Bytes of one thread's transformed tiles and products (V and M) in the Winograd kernel.
 WINOGRAD_BYTES = 2 * 1024 * 1024
 #: ``auto`` picks Winograd for 3x3 stride-1 kernels with at least this many input and output
@@ -154,6 +168,19 @@ def _tile_rows(g: ConvGeometry, dtype, tasks_per_row_tile: int) -> int:
     return min(rows, Ho)
 
 
+def _skinny_tiles(g: ConvGeometry, dtype) -> bool:
+    """Whether the tiled kernels' column tiles would be slivers of fewer than MIN_TILE_COLUMNS
+    pixels while the weight matrix they multiply, of at least SLIVER_MIN_ROWS rows, exceeds
+    TILE_BYTES.
+
+    Problems small enough for the serial twins stay tiled: the whole-image path wakes threads.
+    """
+    og = g.C_out // g.groups
+    weight_bytes = g.C_out * (g.C_in // g.groups) * g.kernel[0] * g.kernel[1] * np.dtype(dtype).itemsize
+    return (g.macs >= _common.SERIAL_MACS and og >= SLIVER_MIN_ROWS and weight_bytes > TILE_BYTES
+            and _tile_rows(g, dtype, g.N * g.groups) * g.out_size[1] < MIN_TILE_COLUMNS)
+
+
 def _workspace(n_items: int, dtype, name: str = "columns") -> np.ndarray:
     """A flat buffer of at least n_items, reused across calls (fresh pages cost ~3 us each here)."""
     key = (name, np.dtype(dtype).str)
@@ -211,7 +238,8 @@ def _batched_forward(x, wm, g: ConvGeometry):
     """Whole-image columns in the reused workspace, then one multi-threaded matmul per batch tile.
 
     For a short reduction on a large image (few input channels, e.g. an RGB stem at full
-    resolution) the GEMM is bound by writing its output, not by arithmetic (see SHORT_REDUCTION).
+    resolution) the GEMM is bound by writing its output, not by arithmetic (see SHORT_REDUCTION);
+    for a long one, tiles would be slivers (see MIN_TILE_COLUMNS).
     """
     y = np.empty(g.y_shape, x.dtype)
     G, Wo = g.groups, g.out_size[1]
@@ -227,6 +255,41 @@ def _batched_forward(x, wm, g: ConvGeometry):
         if res is not dst:
             dst[...] = res
     return y
+
+
+def _batched_grad_input(dy, wt, g: ConvGeometry):
+    """dx = col2im(wt @ dy) on whole-image columns: one multi-threaded matmul per batch tile,
+    then a fold parallel over (image, channel) planes. ``wt`` is (G, Kg, Og)."""
+    dx = np.zeros(g.x_shape, dy.dtype)
+    G, Kg, Wo = g.groups, wt.shape[1], g.out_size[1]
+    sh, sw, dh, dw, ph, pw = _geom_ints(g)
+    dyv = dy.reshape(g.N, G, g.C_out // G, -1)
+    for n0, B, y0, y1 in _tiles(g, dy.dtype):
+        P = (y1 - y0) * Wo
+        cols = _workspace(B * G * Kg * P, dy.dtype).reshape(B, G, Kg, P)
+        np.matmul(wt, dyv[n0:n0 + B, :, :, y0 * Wo:y1 * Wo], out=cols)
+        for_work(_im2col.col2im, g.macs)(cols.reshape(B, G * Kg, P), dx, n0, y0, y1,
+                                         g.kernel[0], g.kernel[1], sh, sw, dh, dw, ph, pw, Wo)
+    return dx
+
+
+def _batched_grad_weight(x, dy, g: ConvGeometry):
+    """dw = sum over images of dy @ columns^T on whole-image columns (multi-threaded matmuls)."""
+    G, Wo = g.groups, g.out_size[1]
+    Kg = (g.C_in // G) * g.kernel[0] * g.kernel[1]
+    acc = np.zeros((G, g.C_out // G, Kg), x.dtype)
+    prod = np.empty_like(acc)
+    sh, sw, dh, dw, ph, pw = _geom_ints(g)
+    dyv = dy.reshape(g.N, G, g.C_out // G, -1)
+    for n0, B, y0, y1 in _tiles(g, x.dtype):
+        P = (y1 - y0) * Wo
+        cols = _workspace(B * G * Kg * P, x.dtype).reshape(B, G, Kg, P)
+        _im2col.im2col(x, cols.reshape(B, G * Kg, P), n0, y0, y1, g.kernel[0], g.kernel[1],
+                       sh, sw, dh, dw, ph, pw, Wo)
+        for b in range(B):
+            np.matmul(dyv[n0 + b, :, :, y0 * Wo:y1 * Wo], cols[b].transpose(0, 2, 1), out=prod)
+            acc += prod
+    return acc.reshape(g.w_shape)
 
 
 def _tiled_forward(x, wm, g: ConvGeometry, ep):
@@ -291,7 +354,8 @@ def conv_forward(x, w, g: ConvGeometry, algo: str, epilogue=None):
         for_work(direct.conv_forward, g.macs)(x, w, y, *_geom_ints(g), g.groups, xtile)
     elif g.is_pointwise:
         y = _pointwise(x, _wmat(w, g), g.y_shape)
-    elif kg < SHORT_REDUCTION and g.C_out * g.out_size[0] * g.out_size[1] * x.itemsize >= BATCHED_OUTPUT_BYTES:
+    elif ((kg < SHORT_REDUCTION and g.C_out * g.out_size[0] * g.out_size[1] * x.itemsize >= BATCHED_OUTPUT_BYTES)
+          or _skinny_tiles(g, x.dtype)):
         y = _batched_forward(x, _wmat(w, g), g)
     else:
         return _tiled_forward(x, _wmat(w, g), g, ep)
@@ -316,27 +380,18 @@ def conv_grad_input(dy, w, g: ConvGeometry, algo: str):
         wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
         return _winograd(dy, wf, g.x_shape, 2 - g.padding[0][0], 2 - g.padding[1][0],
                          _kernel_epilogue(None, dy.dtype, g.C_in))
-    G, Wo = g.groups, g.out_size[1]
+    G = g.groups
     wt = np.swapaxes(_wmat(w, g), 1, 2)                       # (G, Kg, Og)
     if g.is_pointwise:
         return _pointwise(dy, wt, g.x_shape)
+    # too few (image, group) pairs to share out, or sliver tiles: whole-image columns
+    if g.N * G < 2 * numba.get_num_threads() or _skinny_tiles(g, dy.dtype):
+        return _batched_grad_input(dy, wt, g)
     dx = np.zeros(g.x_shape, dy.dtype)
-    if g.N * G >= 2 * numba.get_num_threads():
-        rows = _tile_rows(g, dy.dtype, g.N * G)
-        with single_threaded_blas():
-            for_work(gemm.conv_grad_input, g.macs)(dy, np.ascontiguousarray(wt), dx, rows,
-                                                   g.kernel[0], g.kernel[1], *_geom_ints(g))
-        return dx
-    # too few (image, group) pairs to share out: whole-image columns, multi-threaded BLAS
-    sh, sw, dh, dw, ph, pw = _geom_ints(g)
-    Kg = wt.shape[1]
-    dyv = dy.reshape(g.N, G, g.C_out // G, -1)
-    for n0, B, y0, y1 in _tiles(g, dy.dtype):
-        P = (y1 - y0) * Wo
-        cols = _workspace(B * G * Kg * P, dy.dtype).reshape(B, G, Kg, P)
-        np.matmul(wt, dyv[n0:n0 + B, :, :, y0 * Wo:y1 * Wo], out=cols)
-        for_work(_im2col.col2im, g.macs)(cols.reshape(B, G * Kg, P), dx, n0, y0, y1,
-                                         g.kernel[0], g.kernel[1], sh, sw, dh, dw, ph, pw, Wo)
+    rows = _tile_rows(g, dy.dtype, g.N * G)
+    with single_threaded_blas():
+        for_work(gemm.conv_grad_input, g.macs)(dy, np.ascontiguousarray(wt), dx, rows,
+                                               g.kernel[0], g.kernel[1], *_geom_ints(g))
     return dx
 
 
@@ -352,6 +407,8 @@ def conv_grad_weight(x, dy, g: ConvGeometry, algo: str):
         for_work(direct.conv_grad_weight, g.macs)(x, dy, dwt, *_geom_ints(g), g.groups)
         return dwt
     G = g.groups
+    if g.N * G < 2 * numba.get_num_threads() and _skinny_tiles(g, x.dtype):
+        return _batched_grad_weight(x, dy, g)
     Kg = (g.C_in // G) * g.kernel[0] * g.kernel[1]
     rows = _tile_rows(g, x.dtype, g.N * G)
     nchunks = min(numba.get_num_threads(), g.N * G * -(-g.out_size[0] // rows))
