@@ -360,7 +360,7 @@ def demo_digits(out, quick):
         items.append((f"true {y[i]}, predicted {pred[i]}", upscale(to_uint8(x[i], bounds=(0, 1)), 12)))
         items.append((f"saliency for {pred[i]}", upscale(normalize_map(_host(s.map), 100), 12)))
     png2 = _save(out, "digits_predictions.png", panel_figure(items, ncols=8, cell=1.6, fontsize=7))
-    vis = visualize(model, sum((O.class_logit(c, batch=c) for c in range(10)), O.as_objective(0.0)),
+    vis = visualize(model, sum(O.class_logit(c, batch=c) for c in range(10)),
                     shape=(10, 1, 8, 8), value_range=(0.0, 1.0), steps=10 if quick else 100, lr=0.05,
                     regularizers=[R.lp_penalty(2, 60.0)], progress=True)  # default transforms: 1-px shifts
     items = [(f"class {c}", upscale(vis.images[c], 12)) for c in range(10)]

@@ -34,6 +34,9 @@ def test_objective_values_and_algebra(rng):
         ch.__class__(O.channel("a", 9).fn, ["a"])(acts)
     with pytest.raises(TypeError):
         ch + "x"
+    total = sum(O.class_logit(c, batch=c) for c in range(2))     # 0 + ... adds nothing, not even to the name
+    assert total.name == "class_logit(0) + class_logit(1)" and (ch + 0) is ch
+    assert np.isclose(total(acts, out).item(), out.data[0, 0] + out.data[1, 1])
 
 
 def test_class_logit_resolves_imagenet_names():

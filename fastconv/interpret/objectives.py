@@ -78,9 +78,14 @@ class Objective:
                          self.needs_output or other.needs_output, f"{self.name} {symbol} {other.name}")
 
     def __add__(self, other):
+        if _is_zero(other):
+            return self
         return self._combine(other, lambda x, y: x + y, "+")
 
     def __radd__(self, other):
+        # 0 + objective is the objective itself, so that sum(objectives) needs no start value
+        if _is_zero(other):
+            return self
         return as_objective(other) + self
 
     def __sub__(self, other):
@@ -102,6 +107,10 @@ class Objective:
 
     def __neg__(self):
         return Objective(lambda a, o: -self(a, o), self.layers, self.needs_output, f"-({self.name})")
+
+
+def _is_zero(value) -> bool:
+    return isinstance(value, (int, float)) and value == 0
 
 
 def as_objective(value) -> Objective:
