@@ -43,6 +43,11 @@ def _data(case):
     return B.make_data(case, np.random.default_rng(0))
 
 
+def _skip_unless_applies(case, algo):
+    if not B.fastconv_algo_applies(case, algo):
+        pytest.skip(f"algo={algo!r} does not cover (or is not timed on) {case.id}: {case.title}")
+
+
 def _info(benchmark, case, what):
     benchmark.group = f"{case.id} {what}: {case.title}"
     benchmark.extra_info.update(gflop=case.flops / 1e9, threads=THREADS, dtype="float32")
@@ -52,6 +57,7 @@ def _info(benchmark, case, what):
 @pytest.mark.parametrize("cid", FORWARD)
 def test_forward_fastconv(benchmark, cid, algo):
     case = _CASES[cid]
+    _skip_unless_applies(case, algo)
     d = _data(case)
     fn = B.fastconv_fn(case, d, algo)
     out = fn()
@@ -85,6 +91,7 @@ def _grad_fns(case, d, algo):
 @pytest.mark.parametrize("which", ["grad_input", "grad_weight"])
 @pytest.mark.parametrize("cid", GRADS)
 def test_grad_fastconv(benchmark, cid, which, algo):
+    _skip_unless_applies(_CASES[cid], algo)
     case = B.dataclasses.replace(_CASES[cid], grad=True)
     d = _data(case)
     gin, gw = _grad_fns(case, d, algo)

@@ -204,7 +204,8 @@ def conv1d(x, weight, bias=None, stride=1, padding: PaddingArg = 0, dilation=1, 
         stride, dilation: int >= 1.
         padding: int, (low, high) pair as ``[(lo, hi)]``, 'valid' or 'same' (TF SAME, any stride).
         groups: number of channel groups (groups == C_in: depthwise).
-        algo: 'auto', 'direct' or 'im2col' ('implicit_gemm' too on CUDA); all give the same result.
+        algo: 'auto', 'direct', 'im2col' or 'fft' (CPU; 'implicit_gemm' on CUDA); all give the
+            same result. 'auto' picks the FFT for long kernels (see ``conv2d``).
         padding_mode: 'zeros', 'reflect', 'replicate' or 'circular'.
         activation: None, 'relu' or 'relu6', applied after the bias in the same pass over the
             output (a fused epilogue: one read and write instead of two or three).
@@ -233,11 +234,14 @@ def conv2d(x, weight, bias=None, stride=1, padding: PaddingArg = 0, dilation=1, 
             ('same' is TensorFlow's SAME at any stride: output ceil(in/stride), the odd pixel
             of padding at the bottom/right).
         groups: channel groups; groups == C_in is a depthwise convolution.
-        algo: 'auto', 'direct', 'im2col' or 'winograd' (CPU; 3x3 kernels at stride 1 and
+        algo: 'auto', 'direct', 'im2col', 'winograd' (CPU; 3x3 kernels at stride 1 and
             dilation 1 only, and in float32 about 2e-6 of the output's scale from the exact
-            result, where the others are within 3e-7); 'implicit_gemm' on CUDA. 'auto' picks
+            result, where the others are within 3e-7) or 'fft' (CPU; any geometry, products
+            of spectra, float32 error about 3e-7); 'implicit_gemm' on CUDA. 'auto' picks
             Winograd for 3x3 stride-1 layers with 32 or more input and output channels and
-            64 or more 4x4 output tiles in the batch.
+            64 or more 4x4 output tiles in the batch, and the FFT for stride-1 kernels of 5x5
+            and larger where a cost model says it beats im2col (e.g. 16 channels at 64x64
+            from 9x9 on: 15x15 3x, 31x31 6x faster than im2col).
         padding_mode: 'zeros', 'reflect', 'replicate' or 'circular'.
         activation: None, 'relu' or 'relu6', applied after the bias in the same pass over the
             output (a fused epilogue: one read and write instead of two or three).

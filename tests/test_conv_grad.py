@@ -12,7 +12,7 @@ import pytest
 import fastconv
 from fastconv import grad
 
-ALGOS = ["direct", "im2col"]
+ALGOS = ["direct", "im2col", "fft"]
 GEOMS_2D = list(itertools.product([1, 2, (1, 3)], [0, "same", ((2, 0), (1, 2))], [1, 2], [1, 2]))
 
 

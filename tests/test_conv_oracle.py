@@ -7,7 +7,7 @@ import pytest
 import fastconv
 from oracle import ref_conv, ref_conv_transpose, rel_err, same_pairs
 
-ALGOS = ["direct", "im2col", "auto"]
+ALGOS = ["direct", "im2col", "fft", "auto"]
 TOL = {np.float32: 1e-5, np.float64: 1e-12}
 
 

@@ -13,7 +13,8 @@ and ``geom`` is a validated :class:`~fastconv.geometry.ConvGeometry`):
 Algorithms: ``'direct'`` (Numba loops; best for few channels and 1-D; a depthwise convolution
 runs its own phase-plane kernel, ``kernels/cpu/depthwise.py``), ``'winograd'`` (F(4x4, 3x3),
 ``kernels/cpu/winograd.py``: dense 3x3 kernels at stride 1, forward and input gradient; the
-weight gradient runs im2col) and ``'im2col'``: each Numba
+weight gradient runs im2col), ``'fft'`` (``kernels/cpu/fft.py``: products of spectra, for long
+kernels; any geometry) and ``'im2col'``: each Numba
 thread unfolds cache-sized tiles of output rows and multiplies them with a single-threaded GEMM
 (``kernels/cpu/gemm.py``), so BLAS threads never run beside Numba's. Three exceptions use the
 multi-threaded BLAS directly: a pointwise 1x1 convolution (one batched matmul on the input as
@@ -38,10 +39,10 @@ import numba
 import numpy as np
 
 from fastconv.geometry import ConvGeometry
-from fastconv.kernels.cpu import _common, depthwise, direct, epilogue, gemm, im2col as _im2col, winograd
+from fastconv.kernels.cpu import _common, depthwise, direct, epilogue, fft, gemm, im2col as _im2col, winograd
 from fastconv.kernels.cpu._common import for_work, serial_if
 
-ALGOS = ("direct", "im2col", "winograd")
+ALGOS = ("direct", "im2col", "winograd", "fft")
 name = "cpu"
 xp = np
 
@@ -78,6 +79,13 @@ WINOGRAD_MIN_CHANNELS = 32
 #: (36 x C_out x C_in values, read again by every task) costs more than the multiplications saved
 #: (measured: 16 tiles of 512 channels 1.8x slower than im2col, 49 tiles 1.05-1.3x, 128 and more 0.5-0.85x).
 WINOGRAD_MIN_TILES = 64
+#: The constants of ``fft_pays`` (ns, float32, 2 threads; fitted on 16 -> 16 channels at 64x64
+#: with 7x7 .. 31x31 kernels, N = 1 and 8, against 3 -> 64 at 224x224 11x11 and 64 -> 64 at
+#: 56x56 9x9, where im2col stays faster: bench/NOTES.md).
+FFT_NS_PER_POINT = 5.0
+KERNEL_NS_PER_CMAC = 0.065
+SPECTRUM_NS_PER_BYTE = 0.25
+GEMM_NS_PER_MAC = 0.04
 #: Elementwise kernels wake Numba's threads (~30 us) only from this many elements on.
 PARALLEL_ELEMENTS = 1 << 18
 _X_TILE_1D = 4096
@@ -86,7 +94,8 @@ _local = threading.local()
 
 def choose_algo(geom: ConvGeometry) -> str:
     """The rule behind ``algo='auto'``: direct where each output sums few products, Winograd
-    for 3x3 stride-1 kernels on enough channels, GEMM elsewhere."""
+    for 3x3 stride-1 kernels on enough channels, FFT for large stride-1 kernels where its cost
+    model says so (``fft_pays``), GEMM elsewhere."""
     cg = geom.C_in // geom.groups
     kg = cg * geom.kernel[0] * geom.kernel[1]
     og = geom.C_out // geom.groups
@@ -96,7 +105,32 @@ def choose_algo(geom: ConvGeometry) -> str:
     if (winograd_applies(geom) and min(geom.C_in, geom.C_out) >= WINOGRAD_MIN_CHANNELS
             and geom.N * -(-geom.out_size[0] // 4) * -(-geom.out_size[1] // 4) >= WINOGRAD_MIN_TILES):
         return "winograd"
+    if fft_pays(geom):
+        return "fft"
     return "im2col"
+
+
+def fft_pays(geom: ConvGeometry) -> bool:
+    """``auto``'s cost model: whether the FFT path should beat im2col on this convolution.
+
+    FFT: FFT_NS_PER_POINT per point of every transformed plane (N * (C_in + C_out) of them),
+    KERNEL_NS_PER_CMAC per complex multiply-add of the kernels' DFT-matrix products, and
+    SPECTRUM_NS_PER_BYTE per byte of kernel spectra streamed (written once, read once per
+    image). im2col: GEMM_NS_PER_MAC per multiply-add, twice that with fewer than 32 output
+    channels per group (a GEMM that thin runs OpenBLAS at about half speed). Only stride 1 and
+    kernels of 5x5 and more are considered.
+    """
+    kh, kw = geom.kernel
+    if geom.stride != (1, 1) or kh * kw < 25:
+        return False
+    Hf, Wf = fft.plane_shape(*geom.in_size, geom.padding)
+    kernels = geom.C_out * (geom.C_in // geom.groups)
+    spectrum_bytes = kernels * Hf * (Wf // 2 + 1) * 8                                    # complex64
+    fft_ns = (FFT_NS_PER_POINT * Hf * Wf * geom.N * (geom.C_in + geom.C_out)
+              + KERNEL_NS_PER_CMAC * kernels * kh * (Wf // 2 + 1) * (kw + Hf)
+              + SPECTRUM_NS_PER_BYTE * spectrum_bytes * (geom.N + 2))
+    gemm_ns = GEMM_NS_PER_MAC * geom.macs * (2 if geom.C_out // geom.groups < 32 else 1)
+    return fft_ns < gemm_ns
 
 
 def winograd_applies(geom: ConvGeometry) -> bool:
@@ -324,6 +358,11 @@ def _winograd(x, w, out_shape, pad_h: int, pad_w: int, ep):
     return y
 
 
+def _fft_args(g: ConvGeometry):
+    """The geometry as ``kernels/cpu/fft.py`` takes it, and its FFT worker threads."""
+    return g.padding, g.stride, g.dilation, g.groups, numba.get_num_threads()
+
+
 def _depthwise_chunks(g: ConvGeometry) -> int:
     """Runs of input planes per depthwise call: four per thread (buffers allocated once per run)."""
     return min(g.N * g.C_in, 4 * numba.get_num_threads())
@@ -348,7 +387,10 @@ def conv_forward(x, w, g: ConvGeometry, algo: str, epilogue=None):
         for_work(depthwise.conv_forward, g.macs)(x, w, y, *ep, _depthwise_chunks(g), *_geom_ints(g))
         return y
     kg = (g.C_in // g.groups) * g.kernel[0] * g.kernel[1]
-    if algo == "direct":
+    if algo == "fft":
+        y = np.empty(g.y_shape, x.dtype)
+        fft.conv_forward(x, w, y, *_fft_args(g))
+    elif algo == "direct":
         y = np.empty(g.y_shape, x.dtype)
         xtile = _X_TILE_1D if g.N * g.C_out < 4 else max(1, g.out_size[1])
         for_work(direct.conv_forward, g.macs)(x, w, y, *_geom_ints(g), g.groups, xtile)
@@ -365,6 +407,10 @@ def conv_forward(x, w, g: ConvGeometry, algo: str, epilogue=None):
 
 
 def conv_grad_input(dy, w, g: ConvGeometry, algo: str):
+    if algo == "fft":
+        dx = np.empty(g.x_shape, dy.dtype)
+        fft.conv_grad_input(dy, w, dx, *_fft_args(g))
+        return dx
     if algo == "direct" and g.is_depthwise:
         dx = np.empty(g.x_shape, dy.dtype)
         for_work(depthwise.conv_grad_input, g.macs)(dy, w, dx, _depthwise_chunks(g), *_geom_ints(g))
@@ -396,6 +442,10 @@ def conv_grad_input(dy, w, g: ConvGeometry, algo: str):
 
 
 def conv_grad_weight(x, dy, g: ConvGeometry, algo: str):
+    if algo == "fft":
+        dwt = np.empty(g.w_shape, x.dtype)
+        fft.conv_grad_weight(x, dy, dwt, *_fft_args(g))
+        return dwt
     if algo == "direct" and g.is_depthwise:
         dwt = np.empty(g.w_shape, x.dtype)
         for_work(depthwise.conv_grad_weight, g.macs)(x, dy, dwt, *_geom_ints(g))
@@ -445,4 +495,5 @@ def warm() -> None:
         _im2col.warm(dtype)
         gemm.warm(dtype)
         winograd.warm(dtype)
+        fft.warm(dtype)
         epilogue.warm(dtype)

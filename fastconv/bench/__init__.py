@@ -39,8 +39,8 @@ from fastconv.bench.cases import (ANCHOR_CASES, LITE0_STAGES, SWEEPS, Case, Swee
                                   make_data, select_cases)
 from fastconv.bench.environment import (MMAP_THRESHOLD, NCPU, TRIM_THRESHOLD, _optional, set_malloc_policy,
                                         setup_threads, versions)
-from fastconv.bench.methods import (fastconv_auto_algo, fastconv_fn, lite0_fastconv_fn, lite0_torch_fn,
-                                    np_col2im, np_conv2d, np_conv2d_fwd_bwd, np_conv_transpose2d,
+from fastconv.bench.methods import (fastconv_algo_applies, fastconv_auto_algo, fastconv_fn, lite0_fastconv_fn,
+                                    lite0_torch_fn, np_col2im, np_conv2d, np_conv2d_fwd_bwd, np_conv_transpose2d,
                                     np_conv_transpose2d_fwd_bwd, np_im2col, numpy_fn, reference, scipy_1d_fns,
                                     scipy_units, torch_fn, torch_lite0)
 from fastconv.bench.report import (BARS_TORCH, COLORS, METHOD_ORDER, best_scipy, evaluate_bars, merge_results,
@@ -58,7 +58,7 @@ __all__ = [
     "ANCHOR_CASES", "LITE0_STAGES", "SWEEPS", "Case", "Sweep", "lite0_blocks", "lite0_flops", "make_data",
     "select_cases",
     # methods
-    "fastconv_auto_algo", "fastconv_fn", "lite0_fastconv_fn", "lite0_torch_fn", "np_col2im", "np_conv2d",
+    "fastconv_algo_applies", "fastconv_auto_algo", "fastconv_fn", "lite0_fastconv_fn", "lite0_torch_fn", "np_col2im", "np_conv2d",
     "np_conv2d_fwd_bwd", "np_conv_transpose2d", "np_conv_transpose2d_fwd_bwd", "np_im2col", "numpy_fn",
     "reference", "scipy_1d_fns", "scipy_units", "torch_fn", "torch_lite0",
     # report

@@ -67,9 +67,16 @@ def fastconv_auto_algo(case: Case) -> str | None:
 
 
 def fastconv_algo_applies(case: Case, algo: str) -> bool:
-    """Whether the algorithm covers the case (Winograd: 3x3 stride-1 convolutions only)."""
+    """Whether the algorithm is timed on the case: Winograd covers 3x3 stride-1 convolutions
+    only; FFT covers every convolution but is timed only where it may pay (stride 1, kernels of
+    5x5 and more: elsewhere it is slow by construction and would only lengthen the run)."""
     from fastconv.backends import cpu
-    return algo != "winograd" or cpu.winograd_applies(case_geometry(case))
+    if algo == "winograd":
+        return cpu.winograd_applies(case_geometry(case))
+    if algo == "fft":
+        g = case_geometry(case)
+        return g is not None and g.stride == (1, 1) and g.kernel[0] * g.kernel[1] >= 25
+    return True
 
 
 def torch_fn(case: Case, d: dict):

@@ -128,8 +128,8 @@ def merge_results(runs: list) -> dict:
 
 
 # ============================================================================ reports
-METHOD_ORDER = ["fastconv auto", "fastconv direct", "fastconv im2col", "fastconv winograd", "torch",
-                "numpy im2col"]
+METHOD_ORDER = ["fastconv auto", "fastconv direct", "fastconv im2col", "fastconv winograd", "fastconv fft",
+                "torch", "numpy im2col"]
 
 
 def _fmt_t(t):
@@ -149,9 +149,10 @@ def _cell(r, flops):
     return f"{_fmt_t(r['median'])}{star} / {_fmt_t(r['min'])} ({flops / r['median'] / 1e9:.3g})"
 
 
-def _methods(results: dict):
-    extra = [k for k in results if k not in METHOD_ORDER]
-    return [k for k in METHOD_ORDER if k in results] + extra
+def _methods(points: list):
+    """The methods timed at any point of a sweep, in report order (FFT only at larger kernels)."""
+    names = list(dict.fromkeys(k for P in points for k in P["results"]))
+    return [k for k in METHOD_ORDER if k in names] + [k for k in names if k not in METHOD_ORDER]
 
 
 def to_markdown(res: dict) -> str:
@@ -195,9 +196,9 @@ def to_markdown(res: dict) -> str:
 
     if res["cases"]:
         L += ["", "## Cases: median / min (GFLOP/s)", ""]
-        L.append("| case | GFLOP | fastconv auto | fastconv direct | fastconv im2col | fastconv winograd | PyTorch | "
-                 "NumPy im2col | best SciPy | auto / torch | SciPy / auto | max rel err | bg |")
-        L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        L.append("| case | GFLOP | fastconv auto | fastconv direct | fastconv im2col | fastconv winograd | "
+                 "fastconv fft | PyTorch | NumPy im2col | best SciPy | auto / torch | SciPy / auto | max rel err | bg |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for cid, C in res["cases"].items():
             R, fl = C["results"], C["flops"]
             title = C["case"]["title"]
@@ -211,7 +212,8 @@ def to_markdown(res: dict) -> str:
                 auto += f" [{C['auto_algo']}]"
             L.append(" | ".join([
                 f"| {cid} {title}", f"{fl / 1e9:.3g}", auto, _cell(R.get("fastconv direct"), fl),
-                _cell(R.get("fastconv im2col"), fl), _cell(R.get("fastconv winograd"), fl), _cell(tt, fl),
+                _cell(R.get("fastconv im2col"), fl), _cell(R.get("fastconv winograd"), fl),
+                _cell(R.get("fastconv fft"), fl), _cell(tt, fl),
                 _cell(R.get("numpy im2col"), fl),
                 (f"{_cell(best, fl)} {k}" if best else "-"),
                 (f"{a['median'] / tt['median']:.2f}" if (a and tt) else "n/a"),
@@ -219,7 +221,7 @@ def to_markdown(res: dict) -> str:
                 ("n/a" if fc_err is None else f"{fc_err:.1e}" + (" **!**" if fc_err > ERR_FLAG else "")),
                 (f"{max(bgs):.0%}" if bgs else "n/a")]) + " |")
             if C.get("note") and a:
-                L.append(f"| {cid} note: {C['note']} |" + " |" * 12)
+                L.append(f"| {cid} note: {C['note']} |" + " |" * 13)
         L += ["", "SciPy detail (median; `*` extrapolated from the subset of output planes shown):", ""]
         for cid, C in res["cases"].items():
             R = C["results"]
@@ -232,7 +234,7 @@ def to_markdown(res: dict) -> str:
     if res["sweeps"]:
         L += ["", "## Scaling sweeps: median time (GFLOP/s)", ""]
         for sid, S in res["sweeps"].items():
-            methods = _methods(S["points"][0]["results"])
+            methods = _methods(S["points"])
             L += [f"### {sid}: {S['title']}, varying {S['param']}", "",
                   f"| {S['param']} | GFLOP | auto algo | " + " | ".join(methods) + " | auto / torch |",
                   "|---|---|---|" + "---|" * len(methods) + "---|"]
@@ -271,7 +273,7 @@ def to_json(res: dict, path: str) -> None:
 
 
 COLORS = {"fastconv auto": "#1f5fa8", "fastconv direct": "#8fb8e0", "fastconv im2col": "#4a90d0",
-          "fastconv winograd": "#2ca02c",
+          "fastconv winograd": "#2ca02c", "fastconv fft": "#9467bd",
           "torch": "#d62728", "numpy im2col": "#ff9f1c", "best SciPy": "#7f7f7f", "scipy fft": "#7f7f7f"}
 
 
@@ -293,8 +295,8 @@ def write_charts(res: dict, outdir: str) -> list:
     rows = [(cid, C) for cid, C in res["cases"].items()
             if C["results"].get("torch") and C["results"].get("fastconv auto")]
     if rows:
-        series = ["fastconv auto", "fastconv direct", "fastconv im2col", "fastconv winograd", "numpy im2col",
-                  "best SciPy"]
+        series = ["fastconv auto", "fastconv direct", "fastconv im2col", "fastconv winograd", "fastconv fft",
+                  "numpy im2col", "best SciPy"]
         limits = dict(BARS_TORCH)
         fig, ax = plt.subplots(figsize=(max(7.0, 0.9 * len(rows) + 2), 4.8))
         wbar = 0.8 / len(series)
@@ -335,7 +337,7 @@ def write_charts(res: dict, outdir: str) -> list:
         handles = {}
         for ax, sw in zip(axes.flat, S):
             xs = [P["value"] for P in sw["points"]]
-            for name in _methods(sw["points"][0]["results"]):
+            for name in _methods(sw["points"]):
                 ts = [P["results"][name]["median"] * 1e3 if P["results"].get(name) else np.nan
                       for P in sw["points"]]
                 bold = name in ("fastconv auto", "torch")
