@@ -202,7 +202,7 @@ def _tile_rows(g: ConvGeometry, dtype, tasks_per_row_tile: int) -> int:
     return min(rows, Ho)
 
 
-def _skinny_tiles(g: ConvGeometry, dtype) -> bool:
+def _sliver_tiles(g: ConvGeometry, dtype) -> bool:
     """Whether the tiled kernels' column tiles would be slivers of fewer than MIN_TILE_COLUMNS
     pixels while the weight matrix they multiply, of at least SLIVER_MIN_ROWS rows, exceeds
     TILE_BYTES.
@@ -397,7 +397,7 @@ def conv_forward(x, w, g: ConvGeometry, algo: str, epilogue=None):
     elif g.is_pointwise:
         y = _pointwise(x, _wmat(w, g), g.y_shape)
     elif ((kg < SHORT_REDUCTION and g.C_out * g.out_size[0] * g.out_size[1] * x.itemsize >= BATCHED_OUTPUT_BYTES)
-          or _skinny_tiles(g, x.dtype)):
+          or _sliver_tiles(g, x.dtype)):
         y = _batched_forward(x, _wmat(w, g), g)
     else:
         return _tiled_forward(x, _wmat(w, g), g, ep)
@@ -431,7 +431,7 @@ def conv_grad_input(dy, w, g: ConvGeometry, algo: str):
     if g.is_pointwise:
         return _pointwise(dy, wt, g.x_shape)
     # too few (image, group) pairs to share out, or sliver tiles: whole-image columns
-    if g.N * G < 2 * numba.get_num_threads() or _skinny_tiles(g, dy.dtype):
+    if g.N * G < 2 * numba.get_num_threads() or _sliver_tiles(g, dy.dtype):
         return _batched_grad_input(dy, wt, g)
     dx = np.zeros(g.x_shape, dy.dtype)
     rows = _tile_rows(g, dy.dtype, g.N * G)
@@ -457,7 +457,7 @@ def conv_grad_weight(x, dy, g: ConvGeometry, algo: str):
         for_work(direct.conv_grad_weight, g.macs)(x, dy, dwt, *_geom_ints(g), g.groups)
         return dwt
     G = g.groups
-    if g.N * G < 2 * numba.get_num_threads() and _skinny_tiles(g, x.dtype):
+    if g.N * G < 2 * numba.get_num_threads() and _sliver_tiles(g, x.dtype):
         return _batched_grad_weight(x, dy, g)
     Kg = (g.C_in // G) * g.kernel[0] * g.kernel[1]
     rows = _tile_rows(g, x.dtype, g.N * G)
