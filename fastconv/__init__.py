@@ -20,7 +20,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on how Python w
         f"fastconv was imported from {__path__[0]}, a source checkout in which kernels/ lies beside "
         f"fastconv/ instead of inside it. Install the project (pip install -e .) and import it from "
         f"outside the checkout, or run from another directory.") from exc
-from fastconv import grad, nn, ops, optim
+from fastconv import autotune, grad, nn, ops, optim
 from fastconv.autograd import Tensor, gradcheck, no_grad
 from fastconv.functional import conv1d, conv2d, conv_transpose1d, conv_transpose2d, pad
 from fastconv.geometry import ConvGeometry, conv_geometry, output_shape, transposed_geometry
@@ -31,7 +31,7 @@ __version__ = "0.1.0"
 
 __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "pad", "grad",
            "output_shape", "conv_geometry", "transposed_geometry", "ConvGeometry", "conv_matrix",
-           "Tensor", "no_grad", "gradcheck", "nn", "ops", "optim", "receptive_field", "warm"]
+           "Tensor", "no_grad", "gradcheck", "nn", "ops", "optim", "receptive_field", "warm", "autotune"]
 
 
 def warm() -> None:

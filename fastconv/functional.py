@@ -13,6 +13,7 @@ Example:
 """
 from __future__ import annotations
 
+from fastconv import autotune
 from fastconv.backends import get_backend, get_xp
 from fastconv.geometry import ConvGeometry, PaddingArg, conv_geometry, transposed_geometry
 
@@ -55,9 +56,11 @@ def _check_shape(shape, name: str, ndim: int) -> tuple[int, ...]:
     return shape
 
 
-def _algo(backend, algo: str, geom: ConvGeometry) -> str:
+def _algo(backend, algo: str, geom: ConvGeometry, op: str, dtype, run) -> str:
+    """The algorithm to run: ``algo`` itself, checked, or for 'auto' the backend's rule or the
+    autotuner's choice (``run(algo)`` computes ``op`` with a candidate, see ``fastconv.autotune``)."""
     if algo == "auto":
-        return backend.choose_algo(geom)
+        return autotune.pick(backend, op, geom, dtype, run)
     if algo not in backend.ALGOS:
         raise ValueError(f"algo must be one of {('auto',) + tuple(backend.ALGOS)} on the "
                          f"{backend.name} backend, got {algo!r}")
@@ -187,9 +190,10 @@ def _conv(x, weight, bias, stride, padding, dilation, groups, algo, padding_mode
         x = pad(x, pairs, padding_mode)
         geom = conv_geometry(x.shape, weight.shape, stride, 0, dilation, groups, spatial_dims=sd)
     backend = get_backend(x)
-    a = _algo(backend, algo, geom)
-    y = backend.conv_forward(_as4d(x, geom), _w4d(weight, geom), geom, a,
-                             epilogue=_epilogue_args(bias, activation))
+    x4, w4, ep = _as4d(x, geom), _w4d(weight, geom), _epilogue_args(bias, activation)
+    a = _algo(backend, algo, geom, "forward", x.dtype,
+              lambda a: backend.conv_forward(x4, w4, geom, a, epilogue=ep))
+    y = backend.conv_forward(x4, w4, geom, a, epilogue=ep)
     return y.reshape(geom.user_shape(y.shape))
 
 
@@ -268,8 +272,9 @@ def _conv_transpose(x, weight, bias, stride, padding, output_padding, groups, di
                                dilation, spatial_dims=sd)
     bias = _check_bias(bias, geom.C_in, x)
     backend = get_backend(x)
-    a = _algo(backend, algo, geom)
-    y = backend.conv_grad_input(_as4d(x, geom), _w4d(weight, geom), geom, a)
+    x4, w4 = _as4d(x, geom), _w4d(weight, geom)
+    a = _algo(backend, algo, geom, "grad_input", x.dtype, lambda a: backend.conv_grad_input(x4, w4, geom, a))
+    y = backend.conv_grad_input(x4, w4, geom, a)
     return _epilogue(y, bias, activation).reshape(geom.user_shape(y.shape))
 
 

@@ -39,9 +39,10 @@ def _input_grad(input_shape, weight, grad_output, stride, padding, dilation, gro
     geom = conv_geometry(input_shape, weight.shape, stride, padding, dilation, groups, spatial_dims=sd)
     _check_grad_output(grad_output, geom, geom.y_shape, weight)
     backend = get_backend(grad_output)
-    dx = backend.conv_grad_input(_as4d(grad_output, geom), _w4d(weight, geom), geom,
-                                 _algo(backend, algo, geom))
-    return dx.reshape(input_shape)
+    dy4, w4 = _as4d(grad_output, geom), _w4d(weight, geom)
+    a = _algo(backend, algo, geom, "grad_input", weight.dtype,
+              lambda a: backend.conv_grad_input(dy4, w4, geom, a))
+    return backend.conv_grad_input(dy4, w4, geom, a).reshape(input_shape)
 
 
 def _weight_grad(x, weight_shape, grad_output, stride, padding, dilation, groups, algo, sd):
@@ -50,9 +51,10 @@ def _weight_grad(x, weight_shape, grad_output, stride, padding, dilation, groups
     geom = conv_geometry(x.shape, weight_shape, stride, padding, dilation, groups, spatial_dims=sd)
     _check_grad_output(grad_output, geom, geom.y_shape, x)
     backend = get_backend(x)
-    dw = backend.conv_grad_weight(_as4d(x, geom), _as4d(grad_output, geom), geom,
-                                  _algo(backend, algo, geom))
-    return dw.reshape(weight_shape)
+    x4, dy4 = _as4d(x, geom), _as4d(grad_output, geom)
+    a = _algo(backend, algo, geom, "grad_weight", x.dtype,
+              lambda a: backend.conv_grad_weight(x4, dy4, geom, a))
+    return backend.conv_grad_weight(x4, dy4, geom, a).reshape(weight_shape)
 
 
 def conv1d_input(input_shape, weight, grad_output, stride=1, padding=0, dilation=1, groups=1, algo="auto"):
@@ -82,9 +84,9 @@ def _t_input_grad(input_shape, weight, grad_output, stride, padding, output_padd
                                dilation, spatial_dims=sd)
     _check_grad_output(grad_output, geom, geom.x_shape, weight)
     backend = get_backend(grad_output)
-    dx = backend.conv_forward(_as4d(grad_output, geom), _w4d(weight, geom), geom,
-                              _algo(backend, algo, geom))
-    return dx.reshape(input_shape)
+    dy4, w4 = _as4d(grad_output, geom), _w4d(weight, geom)
+    a = _algo(backend, algo, geom, "forward", weight.dtype, lambda a: backend.conv_forward(dy4, w4, geom, a))
+    return backend.conv_forward(dy4, w4, geom, a).reshape(input_shape)
 
 
 def _t_weight_grad(x, weight_shape, grad_output, stride, padding, output_padding, groups, dilation, algo, sd):
@@ -94,9 +96,10 @@ def _t_weight_grad(x, weight_shape, grad_output, stride, padding, output_padding
                                dilation, spatial_dims=sd)
     _check_grad_output(grad_output, geom, geom.x_shape, x)
     backend = get_backend(x)
-    dw = backend.conv_grad_weight(_as4d(grad_output, geom), _as4d(x, geom), geom,
-                                  _algo(backend, algo, geom))
-    return dw.reshape(weight_shape)
+    dy4, x4 = _as4d(grad_output, geom), _as4d(x, geom)
+    a = _algo(backend, algo, geom, "grad_weight", x.dtype,
+              lambda a: backend.conv_grad_weight(dy4, x4, geom, a))
+    return backend.conv_grad_weight(dy4, x4, geom, a).reshape(weight_shape)
 
 
 def conv_transpose1d_input(input_shape, weight, grad_output, stride=1, padding=0, output_padding=0,

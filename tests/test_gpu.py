@@ -326,3 +326,26 @@ def test_state_dicts_cross_devices_and_constant_objectives_follow_the_device():
     value = (O.as_objective(1.5) + O.direction("a", np.ones(3)))(acts)  # 1.5 + mean of (1,1,1).(1,1,1)
     assert isinstance(value.data, cp.ndarray) and float(value.data) == 4.5
     assert isinstance(O.as_objective(2.0)(acts).data, cp.ndarray)
+
+
+def test_autotune_times_the_cuda_algorithms(rng):
+    """With autotuning on, 'auto' on CuPy arrays times every CUDA algorithm (synchronizing the
+    device) and its answer matches the CPU engine's."""
+    from fastconv import autotune
+    x, w = _rand(rng, (2, 4, 9, 9)), _rand(rng, (6, 4, 3, 3))
+    gy = _rand(rng, (2, 6, 9, 9))
+    autotune.clear()
+    try:
+        with autotune.enabled():
+            y = fastconv.conv2d(cp.asarray(x), cp.asarray(w), padding=1)
+            gw = grad.conv2d_weight(cp.asarray(x), w.shape, cp.asarray(gy), padding=1)
+        tuned = autotune.choices()
+    finally:
+        autotune.clear()
+    check(y, fastconv.conv2d(x, w, padding=1), "float64", "tuned forward")
+    check(gw, grad.conv2d_weight(x, w.shape, gy, padding=1), "float64", "tuned weight gradient")
+    by_op = {p.op: (p, c) for p, c in tuned.items()}
+    assert set(by_op) == {"forward", "grad_weight"}
+    p, c = by_op["forward"]
+    assert p.backend == "cuda" and p.context[0] == "device" and set(c.times) == set(ALGOS)
+    assert set(by_op["grad_weight"][1].times) == {"direct", "im2col"}

@@ -9,6 +9,8 @@ and ``geom`` is a validated :class:`~fastconv.geometry.ConvGeometry`):
     conv_grad_weight(x, dy, geom, algo) -> dw  (C_out, C_in/groups, KH, KW)
     bias_clip_(y, bias, lo, hi)         -> None: y = clip(y + bias per channel, lo, hi), in place
     clip_grad(g, y, lo, hi)             -> g where lo < y < hi, else 0 (the gradient through the clip)
+    choose_algo(geom)                   -> the algorithm ``auto`` runs by rule
+    algos_for(geom, op), timing_context(), synchronize()   -> what ``fastconv.autotune`` times
 
 Algorithms: ``'direct'`` (Numba loops; best for few channels and 1-D; a depthwise convolution
 runs its own phase-plane kernel, ``kernels/cpu/depthwise.py``), ``'winograd'`` (F(4x4, 3x3),
@@ -131,6 +133,21 @@ def fft_pays(geom: ConvGeometry) -> bool:
               + SPECTRUM_NS_PER_BYTE * spectrum_bytes * (geom.N + 2))
     gemm_ns = GEMM_NS_PER_MAC * geom.macs * (2 if geom.C_out // geom.groups < 32 else 1)
     return fft_ns < gemm_ns
+
+
+def algos_for(geom: ConvGeometry, op: str) -> list:
+    """What the autotuner times for ``op`` ('forward', 'grad_input', 'grad_weight') on ``geom``:
+    every algorithm that covers it (Winograd's weight gradient is im2col's: not timed twice)."""
+    return [a for a in ALGOS if a != "winograd" or (winograd_applies(geom) and op != "grad_weight")]
+
+
+def timing_context() -> tuple:
+    """What else a tuned choice depends on: the thread count."""
+    return ("threads", numba.get_num_threads())
+
+
+def synchronize() -> None:
+    """CPU calls return when done: nothing to wait for (the CUDA backend waits for the device)."""
 
 
 def winograd_applies(geom: ConvGeometry) -> bool:

@@ -129,6 +129,22 @@ def choose_algo(geom: ConvGeometry) -> str:
     return "implicit_gemm"
 
 
+def algos_for(geom: ConvGeometry, op: str) -> list:
+    """What the autotuner times for ``op`` on ``geom``: every algorithm (the implicit GEMM's weight
+    gradient is im2col's: not timed twice)."""
+    return [a for a in ALGOS if a != "implicit_gemm" or op != "grad_weight"]
+
+
+def timing_context() -> tuple:
+    """What else a tuned choice depends on: the device."""
+    return ("device", cupy.cuda.Device().id)
+
+
+def synchronize() -> None:
+    """Wait for the device (kernel launches return before the kernels finish)."""
+    cupy.cuda.Device().synchronize()
+
+
 # ----------------------------------------------------------------------------- implicit GEMM
 @functools.lru_cache(maxsize=256)
 def _plan(device_id: int, g: ConvGeometry, mode: str):
