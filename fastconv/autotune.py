@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from fastconv.geometry import ConvGeometry
 
-REPEATS = 2
+REPEATS = 3
 GIVE_UP = 20.0
 
 _on = False
