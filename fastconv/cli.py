@@ -30,9 +30,10 @@ def _info(argv) -> int:
                   f"({pool.get('architecture')})")
     except ImportError:
         pass
+    print(f"CPU algorithms: {', '.join(get_backend(device='cpu').ALGOS)}")
     try:
-        get_backend(device="cuda")
-        print("CUDA backend: available")
+        cuda = get_backend(device="cuda")
+        print(f"CUDA backend: available, algorithms: {', '.join(cuda.ALGOS)}")
     except (RuntimeError, ImportError) as exc:
         print(f"CUDA backend: not available ({exc})")
     return 0

@@ -1,4 +1,4 @@
-"""`fastconv demo`: the registry, a quick run into a temporary folder, and index.html."""
+"""The command line: `fastconv demo` (the registry, a quick run into a temporary folder, index.html) and `fastconv info`."""
 import os
 import re
 
@@ -103,3 +103,11 @@ def test_device_cuda_runs_an_interpretability_demo(tmp_path, capsys):
         png = tmp_path / name
         assert png.stat().st_size > 1000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "saliency_chelsea.png" in (tmp_path / "index.html").read_text(encoding="utf-8")
+
+
+def test_info_lists_versions_threads_and_algorithms(capsys):
+    assert cli.main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("fastconv ") and "numba threads" in out
+    assert "CPU algorithms: direct, im2col, winograd, fft" in out
+    assert "CUDA backend: " in out
