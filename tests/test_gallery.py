@@ -1,4 +1,4 @@
-"""The command line: `fastconv demo` (the registry, a quick run into a temporary folder, index.html) and `fastconv info`."""
+"""The command line: `fastconv demo` (registry, a quick run into a temporary folder, index.html), `fastconv info`."""
 import os
 import re
 
