@@ -61,3 +61,18 @@ def test_auto_picks_the_fft_by_its_cost_model(shape, kernel, want):
 def test_strided_geometries_never_pick_the_fft():
     g = conv_geometry((1, 16, 64, 64), (16, 16, 15, 15), stride=2, padding="same")
     assert not cpu.fft_pays(g) and cpu.choose_algo(g) == "im2col"
+
+
+def test_batches_are_transformed_in_bounded_chunks(rng, monkeypatch):
+    """With room for one image at a time, every image still lands in its place (and the weight
+    gradient sums over all of them)."""
+    monkeypatch.setattr(fft, "CHUNK_BYTES", 1)
+    assert fft._image_chunks(3, 4, (8, 8), 8) == [(0, 1), (1, 2), (2, 3)]
+    x = rng.standard_normal((3, 4, 11, 10))
+    w = rng.standard_normal((6, 2, 5, 4))
+    kw = dict(stride=(2, 1), padding=((2, 1), (1, 2)), dilation=(1, 2), groups=2)
+    y = fastconv.conv2d(x, w, algo="fft", **kw)
+    assert rel_err(y, fastconv.conv2d(x, w, algo="direct", **kw)) < 1e-12
+    gy = rng.standard_normal(y.shape)
+    for fn, args in ((fastconv.grad.conv2d_input, (x.shape, w, gy)), (fastconv.grad.conv2d_weight, (x, w.shape, gy))):
+        assert rel_err(fn(*args, algo="fft", **kw), fn(*args, algo="direct", **kw)) < 1e-12

@@ -25,6 +25,10 @@ from numba import prange
 
 from ._common import FASTMATH, U, compile_both, for_work, parallel_kernel
 
+#: Bytes of spectra and planes held at once: a batch is transformed in runs of images that fit,
+#: so memory stays bounded whatever N is (the kernel spectra come on top, once per call).
+CHUNK_BYTES = 64 * 2**20
+
 
 @parallel_kernel(fastmath=FASTMATH)
 def contract(a, b, out, sign):
@@ -141,54 +145,65 @@ def _channel_sums(a, b, groups, conj_b):
     return out
 
 
+def _image_chunks(N, planes_per_image, shape, itemsize):
+    """Runs of images whose spectra and planes (``planes_per_image`` of each) fit CHUNK_BYTES."""
+    Hf, Wf = shape
+    per_image = planes_per_image * (Hf * (Wf // 2 + 1) * 2 + Hf * Wf) * itemsize
+    B = max(1, min(N, CHUNK_BYTES // max(per_image, 1)))
+    return [(n0, min(N, n0 + B)) for n0 in range(0, N, B)]
+
+
+def _spread(dy, stride):
+    """dy onto the stride-1 grid, zeros between its samples (unchanged at stride 1)."""
+    sh, sw = stride
+    if sh == 1 and sw == 1:
+        return dy
+    N, O, Ho, Wo = dy.shape
+    up = np.zeros((N, O, (Ho - 1) * sh + 1, (Wo - 1) * sw + 1), dy.dtype)
+    up[:, :, ::sh, ::sw] = dy
+    return up
+
+
 def conv_forward(x, w, y, pads, stride, dilation, groups, workers):
     """y (N, O, Ho, Wo) = x (N, C, H, W) correlated with w (O, C/groups, kh, kw), written in place."""
     shape = plane_shape(x.shape[2], x.shape[3], pads)
-    spec = _channel_sums(_input_spectra(x, pads, shape, workers),
-                         _kernel_spectra(w, dilation, shape), groups, True)
-    full = _planes(spec, shape, workers)
+    ws = _kernel_spectra(w, dilation, shape)
     Ho, Wo = y.shape[2], y.shape[3]
     sh, sw = stride
-    y[...] = full[:, :, :(Ho - 1) * sh + 1:sh, :(Wo - 1) * sw + 1:sw]
+    for n0, n1 in _image_chunks(x.shape[0], x.shape[1] + y.shape[1], shape, x.itemsize):
+        spec = _channel_sums(_input_spectra(x[n0:n1], pads, shape, workers), ws, groups, True)
+        y[n0:n1] = _planes(spec, shape, workers)[:, :, :(Ho - 1) * sh + 1:sh, :(Wo - 1) * sw + 1:sw]
 
 
 def conv_grad_input(dy, w, dx, pads, stride, dilation, groups, workers):
     """dx (N, C, H, W) = the transposed convolution of dy (N, O, Ho, Wo) with w, in place."""
-    N, O, Ho, Wo = dy.shape
+    N, O = dy.shape[:2]
     H, W = dx.shape[2], dx.shape[3]
     shape = plane_shape(H, W, pads)
-    sh, sw = stride
-    if sh > 1 or sw > 1:                       # dy onto the stride-1 grid, zeros between
-        up = np.zeros((N, O, (Ho - 1) * sh + 1, (Wo - 1) * sw + 1), dy.dtype)
-        up[:, :, ::sh, ::sw] = dy
-        dy = up
     wt = _kernel_spectra(w, dilation, shape)                              # (O, Cg, 2F)
     Og, Cg = O // groups, w.shape[1]
     wt = np.ascontiguousarray(wt.reshape(groups, Og, Cg, -1).transpose(0, 2, 1, 3)).reshape(groups * Cg, Og, -1)
-    full = _planes(_channel_sums(_spectra(dy, shape, workers), wt, groups, False), shape, workers)
     (lo_h, _), (lo_w, _) = pads
-    dx[...] = full[:, :, lo_h:lo_h + H, lo_w:lo_w + W]
+    for n0, n1 in _image_chunks(N, O + dx.shape[1], shape, dy.itemsize):
+        spec = _channel_sums(_spectra(_spread(dy[n0:n1], stride), shape, workers), wt, groups, False)
+        dx[n0:n1] = _planes(spec, shape, workers)[:, :, lo_h:lo_h + H, lo_w:lo_w + W]
 
 
 def conv_grad_weight(x, dy, dwt, pads, stride, dilation, groups, workers):
     """dwt (O, C/groups, kh, kw) = the correlation of the padded x with dy, summed over images."""
-    N, O, Ho, Wo = dy.shape
+    N, O = dy.shape[:2]
     C = x.shape[1]
     shape = plane_shape(x.shape[2], x.shape[3], pads)
-    sh, sw = stride
-    if sh > 1 or sw > 1:
-        up = np.zeros((N, O, (Ho - 1) * sh + 1, (Wo - 1) * sw + 1), dy.dtype)
-        up[:, :, ::sh, ::sw] = dy
-        dy = up
-    xs = _input_spectra(x, pads, shape, workers)                          # (N, C, 2F)
-    ds = _spectra(dy, shape, workers)                                     # (N, O, 2F)
     Og, Cg = O // groups, C // groups
-    # per group: z[c, o] = sum_n X[n, c] conj(DY[n, o]): images are the contracted axis
-    xt = np.ascontiguousarray(xs.transpose(1, 0, 2))                      # (C, N, 2F)
-    dt = np.ascontiguousarray(ds.transpose(1, 0, 2))                      # (O, N, 2F)
-    z = np.empty((Cg, O, xs.shape[2]), xs.dtype)
-    for g in range(groups):
-        z[:, g * Og:(g + 1) * Og] = _channel_sums(xt[g * Cg:(g + 1) * Cg], dt[g * Og:(g + 1) * Og], 1, True)
+    z = None
+    for n0, n1 in _image_chunks(N, C + O, shape, x.itemsize):
+        # per group: z[c, o] = sum_n X[n, c] conj(DY[n, o]): images are the contracted axis
+        xt = np.ascontiguousarray(_input_spectra(x[n0:n1], pads, shape, workers).transpose(1, 0, 2))   # (C, n, 2F)
+        dt = np.ascontiguousarray(_spectra(_spread(dy[n0:n1], stride), shape, workers).transpose(1, 0, 2))
+        part = np.empty((Cg, O, xt.shape[2]), x.dtype)
+        for g in range(groups):
+            part[:, g * Og:(g + 1) * Og] = _channel_sums(xt[g * Cg:(g + 1) * Cg], dt[g * Og:(g + 1) * Og], 1, True)
+        z = part if z is None else z + part
     kh, kw = dwt.shape[2], dwt.shape[3]
     taps = _kernel_taps(z.reshape(Cg * O, -1), dilation, shape, kh, kw)
     dwt[...] = taps.reshape(Cg, O, kh, kw).transpose(1, 0, 2, 3)
