@@ -56,15 +56,16 @@ def _check_shape(shape, name: str, ndim: int) -> tuple[int, ...]:
     return shape
 
 
-def _algo(backend, algo: str, geom: ConvGeometry, op: str, dtype, run) -> str:
-    """The algorithm to run: ``algo`` itself, checked, or for 'auto' the backend's rule or the
-    autotuner's choice (``run(algo)`` computes ``op`` with a candidate, see ``fastconv.autotune``)."""
+def _dispatch(backend, algo: str, geom: ConvGeometry, op: str, dtype, call):
+    """``call(a)`` with the algorithm ``a`` that runs ``op``: ``algo`` itself, checked, or for
+    'auto' the backend's rule or the autotuner's choice (which times ``call`` with each candidate,
+    see ``fastconv.autotune``)."""
     if algo == "auto":
-        return autotune.pick(backend, op, geom, dtype, run)
-    if algo not in backend.ALGOS:
+        algo = autotune.pick(backend, op, geom, dtype, call)
+    elif algo not in backend.ALGOS:
         raise ValueError(f"algo must be one of {('auto',) + tuple(backend.ALGOS)} on the "
                          f"{backend.name} backend, got {algo!r}")
-    return algo
+    return call(algo)
 
 
 def _as4d(a, geom: ConvGeometry):
@@ -191,9 +192,8 @@ def _conv(x, weight, bias, stride, padding, dilation, groups, algo, padding_mode
         geom = conv_geometry(x.shape, weight.shape, stride, 0, dilation, groups, spatial_dims=sd)
     backend = get_backend(x)
     x4, w4, ep = _as4d(x, geom), _w4d(weight, geom), _epilogue_args(bias, activation)
-    a = _algo(backend, algo, geom, "forward", x.dtype,
-              lambda a: backend.conv_forward(x4, w4, geom, a, epilogue=ep))
-    y = backend.conv_forward(x4, w4, geom, a, epilogue=ep)
+    y = _dispatch(backend, algo, geom, "forward", x.dtype,
+                  lambda a: backend.conv_forward(x4, w4, geom, a, epilogue=ep))
     return y.reshape(geom.user_shape(y.shape))
 
 
@@ -273,8 +273,7 @@ def _conv_transpose(x, weight, bias, stride, padding, output_padding, groups, di
     bias = _check_bias(bias, geom.C_in, x)
     backend = get_backend(x)
     x4, w4 = _as4d(x, geom), _w4d(weight, geom)
-    a = _algo(backend, algo, geom, "grad_input", x.dtype, lambda a: backend.conv_grad_input(x4, w4, geom, a))
-    y = backend.conv_grad_input(x4, w4, geom, a)
+    y = _dispatch(backend, algo, geom, "grad_input", x.dtype, lambda a: backend.conv_grad_input(x4, w4, geom, a))
     return _epilogue(y, bias, activation).reshape(geom.user_shape(y.shape))
 
 

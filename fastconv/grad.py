@@ -18,7 +18,7 @@ Example:
 from __future__ import annotations
 
 from fastconv.backends import get_backend, get_xp
-from fastconv.functional import _algo, _as4d, _check_pair, _check_shape, _w4d, check_array
+from fastconv.functional import _as4d, _check_pair, _check_shape, _dispatch, _w4d, check_array
 from fastconv.geometry import ConvGeometry, conv_geometry, transposed_geometry
 
 
@@ -40,9 +40,9 @@ def _input_grad(input_shape, weight, grad_output, stride, padding, dilation, gro
     _check_grad_output(grad_output, geom, geom.y_shape, weight)
     backend = get_backend(grad_output)
     dy4, w4 = _as4d(grad_output, geom), _w4d(weight, geom)
-    a = _algo(backend, algo, geom, "grad_input", weight.dtype,
-              lambda a: backend.conv_grad_input(dy4, w4, geom, a))
-    return backend.conv_grad_input(dy4, w4, geom, a).reshape(input_shape)
+    dx = _dispatch(backend, algo, geom, "grad_input", weight.dtype,
+                   lambda a: backend.conv_grad_input(dy4, w4, geom, a))
+    return dx.reshape(input_shape)
 
 
 def _weight_grad(x, weight_shape, grad_output, stride, padding, dilation, groups, algo, sd):
@@ -52,9 +52,9 @@ def _weight_grad(x, weight_shape, grad_output, stride, padding, dilation, groups
     _check_grad_output(grad_output, geom, geom.y_shape, x)
     backend = get_backend(x)
     x4, dy4 = _as4d(x, geom), _as4d(grad_output, geom)
-    a = _algo(backend, algo, geom, "grad_weight", x.dtype,
-              lambda a: backend.conv_grad_weight(x4, dy4, geom, a))
-    return backend.conv_grad_weight(x4, dy4, geom, a).reshape(weight_shape)
+    dw = _dispatch(backend, algo, geom, "grad_weight", x.dtype,
+                   lambda a: backend.conv_grad_weight(x4, dy4, geom, a))
+    return dw.reshape(weight_shape)
 
 
 def conv1d_input(input_shape, weight, grad_output, stride=1, padding=0, dilation=1, groups=1, algo="auto"):
@@ -85,8 +85,8 @@ def _t_input_grad(input_shape, weight, grad_output, stride, padding, output_padd
     _check_grad_output(grad_output, geom, geom.x_shape, weight)
     backend = get_backend(grad_output)
     dy4, w4 = _as4d(grad_output, geom), _w4d(weight, geom)
-    a = _algo(backend, algo, geom, "forward", weight.dtype, lambda a: backend.conv_forward(dy4, w4, geom, a))
-    return backend.conv_forward(dy4, w4, geom, a).reshape(input_shape)
+    dx = _dispatch(backend, algo, geom, "forward", weight.dtype, lambda a: backend.conv_forward(dy4, w4, geom, a))
+    return dx.reshape(input_shape)
 
 
 def _t_weight_grad(x, weight_shape, grad_output, stride, padding, output_padding, groups, dilation, algo, sd):
@@ -97,9 +97,9 @@ def _t_weight_grad(x, weight_shape, grad_output, stride, padding, output_padding
     _check_grad_output(grad_output, geom, geom.x_shape, x)
     backend = get_backend(x)
     dy4, x4 = _as4d(grad_output, geom), _as4d(x, geom)
-    a = _algo(backend, algo, geom, "grad_weight", x.dtype,
-              lambda a: backend.conv_grad_weight(dy4, x4, geom, a))
-    return backend.conv_grad_weight(dy4, x4, geom, a).reshape(weight_shape)
+    dw = _dispatch(backend, algo, geom, "grad_weight", x.dtype,
+                   lambda a: backend.conv_grad_weight(dy4, x4, geom, a))
+    return dw.reshape(weight_shape)
 
 
 def conv_transpose1d_input(input_shape, weight, grad_output, stride=1, padding=0, output_padding=0,

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import glob
 import os
 import threading
@@ -112,6 +113,7 @@ def choose_algo(geom: ConvGeometry) -> str:
     return "im2col"
 
 
+@functools.lru_cache(maxsize=1024)   # runs on every 'auto' call: a network repeats its few geometries
 def fft_pays(geom: ConvGeometry) -> bool:
     """``auto``'s cost model: whether the FFT path should beat im2col on this convolution.
 
