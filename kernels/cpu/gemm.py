@@ -22,17 +22,23 @@ from .im2col import fill_row, fold_row
 @njit(inline="always")
 def _fill(x, cols, n, c0, Cg, y0, y1, KH, KW, sh, sw, dh, dw, ph, pw, Wo):
     """cols[(c, i, j), p] for channels c0..c0+Cg of image n and output rows y0..y1."""
-    for r in range(Cg * KH * KW):
-        fill_row(x, cols[r], n, c0 + r // (KH * KW), (r // KW) % KH, r % KW, y0, y1,
-                 sh, sw, dh, dw, ph, pw, Wo)
+    r = 0
+    for c in range(c0, c0 + Cg):
+        for i in range(KH):
+            for j in range(KW):
+                fill_row(x, cols[r], n, c, i, j, y0, y1, sh, sw, dh, dw, ph, pw, Wo)
+                r += 1
 
 
 @njit(inline="always")
 def _fold(cols, dx, n, c0, Cg, y0, y1, KH, KW, sh, sw, dh, dw, ph, pw, Wo):
     """dx[n, c0 + c] += the columns of a tile (the adjoint of ``_fill``)."""
-    for r in range(Cg * KH * KW):
-        fold_row(cols[r], dx, n, c0 + r // (KH * KW), (r // KW) % KH, r % KW, y0, y1,
-                 sh, sw, dh, dw, ph, pw, Wo)
+    r = 0
+    for c in range(c0, c0 + Cg):
+        for i in range(KH):
+            for j in range(KW):
+                fold_row(cols[r], dx, n, c, i, j, y0, y1, sh, sw, dh, dw, ph, pw, Wo)
+                r += 1
 
 
 @njit(inline="always")
