@@ -84,3 +84,21 @@ def test_the_epilogue_kernels_on_both_paths(monkeypatch, elements):
     np.testing.assert_array_equal(y, want)
     g = rng.standard_normal(y.shape)
     np.testing.assert_array_equal(cpu.clip_grad(g, y, 0.0, 6.0), np.where((y > 0) & (y < 6), g, 0))
+
+
+def test_tiles_split_for_threads_only_in_parallel_and_never_into_slivers(monkeypatch):
+    """A serial run multiplies whole cache-sized tiles (each tile costs a BLAS call and the setup
+    of its column rows); a parallel run splits a small image for the threads, but not below
+    MIN_TILE_COLUMNS pixels per tile."""
+    import numba
+    from fastconv.backends import cpu
+    from fastconv.geometry import conv_geometry
+    g = conv_geometry((1, 32, 14, 14), (32, 32, 3, 3), 1, 1, 1, 1)     # 1.8 M multiply-adds
+    monkeypatch.setattr(_common, "SERIAL_MACS", g.macs + 1)
+    assert cpu._tile_rows(g, np.float32, 1) == 14 and cpu._chunks(g, 1) == 1
+    monkeypatch.setattr(_common, "SERIAL_MACS", 0)
+    monkeypatch.setattr(numba, "get_num_threads", lambda: 2)
+    rows = cpu._tile_rows(g, np.float32, 1)
+    assert rows * 14 >= cpu.MIN_TILE_COLUMNS and rows < 14              # split, in 2 tiles of 10 and 4 rows
+    wide = conv_geometry((1, 8, 64, 64), (8, 8, 3, 3), 1, 1, 1, 1)       # 28 rows would fit a tile
+    assert cpu._tile_rows(wide, np.float32, 1) == 64 // 4                # 4 tiles for 2 threads

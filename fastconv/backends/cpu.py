@@ -25,9 +25,9 @@ the threads, whose column tiles would overlap; and a long reduction whose cache-
 would be slivers of a few dozen pixels (``MIN_TILE_COLUMNS``). The last two run on whole-image
 columns in a reused workspace.
 
-A convolution of fewer than ``SERIAL_MACS`` (2^19) multiply-adds runs each kernel's serial twin
-on the calling thread (``for_work``): waking the workqueue threads costs 25-31 us here, more
-than such a problem takes on one core.
+A convolution of fewer than ``SERIAL_MACS`` (2^21) multiply-adds runs each kernel's serial twin
+on the calling thread (``for_work``), in whole tiles: waking the workqueue threads costs 25-31 us
+here, and splitting such a problem among threads cuts its GEMMs into slivers.
 """
 from __future__ import annotations
 
@@ -211,14 +211,23 @@ def single_threaded_blas():
 
 
 def _tile_rows(g: ConvGeometry, dtype, tasks_per_row_tile: int) -> int:
-    """Output rows per tile: fit TILE_BYTES, but leave at least two tiles per thread."""
+    """Output rows per tile: fit TILE_BYTES, but leave at least two tiles per thread when the
+    kernel runs in parallel. A serial run (see ``_common.for_work``) takes whole tiles: every
+    tile costs a BLAS call and the setup of its Cg*KH*KW column rows."""
     Ho, Wo = g.out_size
     kg = (g.C_in // g.groups) * g.kernel[0] * g.kernel[1]
     rows = max(1, TILE_BYTES // (kg * Wo * np.dtype(dtype).itemsize))
-    want_tiles = 2 * numba.get_num_threads()
-    if tasks_per_row_tile * -(-Ho // rows) < want_tiles:
-        rows = max(1, Ho * tasks_per_row_tile // want_tiles)
+    if g.macs >= _common.SERIAL_MACS:
+        want_tiles = 2 * numba.get_num_threads()
+        if tasks_per_row_tile * -(-Ho // rows) < want_tiles:
+            # split for the threads, but not into slivers (a thin GEMM runs BLAS slowly)
+            rows = min(rows, max(1, Ho * tasks_per_row_tile // want_tiles, -(-MIN_TILE_COLUMNS // Wo)))
     return min(rows, Ho)
+
+
+def _chunks(g: ConvGeometry, ntasks: int) -> int:
+    """Contiguous runs of tiles for the tiled kernels: one per thread, one for a serial run."""
+    return 1 if g.macs < _common.SERIAL_MACS else min(numba.get_num_threads(), ntasks)
 
 
 def _sliver_tiles(g: ConvGeometry, dtype) -> bool:
@@ -349,7 +358,7 @@ def _tiled_forward(x, wm, g: ConvGeometry, ep):
     """y = wm[g] @ columns(x), tile by tile on every Numba thread (``kernels/cpu/gemm.py``)."""
     y = np.empty(g.y_shape, x.dtype)
     rows = _tile_rows(g, x.dtype, g.N * g.groups)
-    nchunks = min(numba.get_num_threads(), g.N * g.groups * -(-g.out_size[0] // rows))
+    nchunks = _chunks(g, g.N * g.groups * -(-g.out_size[0] // rows))
     with single_threaded_blas():
         for_work(gemm.conv_forward, g.macs)(x, np.ascontiguousarray(wm), y, *ep, rows, nchunks,
                                             g.kernel[0], g.kernel[1], *_geom_ints(g))
@@ -480,7 +489,7 @@ def conv_grad_weight(x, dy, g: ConvGeometry, algo: str):
         return _batched_grad_weight(x, dy, g)
     Kg = (g.C_in // G) * g.kernel[0] * g.kernel[1]
     rows = _tile_rows(g, x.dtype, g.N * G)
-    nchunks = min(numba.get_num_threads(), g.N * G * -(-g.out_size[0] // rows))
+    nchunks = _chunks(g, g.N * G * -(-g.out_size[0] // rows))
     partial = np.zeros((nchunks, G, g.C_out // G, Kg), x.dtype)
     with single_threaded_blas():
         for_work(gemm.conv_grad_weight, g.macs)(x, dy, partial, rows, g.kernel[0], g.kernel[1],

@@ -37,11 +37,13 @@ def clip(v, lo, hi):
     return v
 
 
-#: Below this many multiply-adds (about 30 us of work on one core) a kernel runs on the calling
-#: thread: waking the workqueue layer's threads for a parallel region costs 25-31 us here
-#: (bench/NOTES.md). Measured in one process, serial and parallel calls alternating: serial is
-#: 1.3-3x faster from 0.3 to 0.6 M multiply-adds and about even at 1.8 M.
-SERIAL_MACS = 1 << 19
+#: Below this many multiply-adds (about 100 us of work on one core) a kernel runs on the calling
+#: thread: waking the workqueue layer's threads for a parallel region costs 25-31 us here, and
+#: splitting a small image among threads makes thin GEMM tiles (bench/NOTES.md). Measured in one
+#: process, serial and parallel calls alternating (3x3 and 5x5, batch 1, 14-28 px): serial was
+#: 1.1-1.6x faster at 0.9-1.8 M multiply-adds in 17 of 18 forward and gradient cases, about even
+#: at 5-7 M, and slower at 29 M.
+SERIAL_MACS = 1 << 21
 
 _serial_twins = {}
 
