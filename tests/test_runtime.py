@@ -2,14 +2,16 @@
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
 
 def _run(code: str):
+    """``code`` in a fresh interpreter, outside the checkout (whose fastconv/ lacks kernels/)."""
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
     return subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True,
-                          env=env, timeout=120)
+                          env=env, timeout=120, cwd=tempfile.gettempdir())
 
 
 def test_importing_fastconv_first_selects_workqueue():
