@@ -20,7 +20,7 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
         if _started != "workqueue":
             warnings.warn(
                 f"Numba's threads were started with the {_started!r} threading layer before fastconv "
-                f"was imported; its spinning threads slow fastconv's BLAS calls (EfficientNet-Lite0 "
-                f"ran 3-6x slower). Import fastconv before calling numba.set_num_threads or any "
+                f"was imported; threads that spin after a parallel loop slow fastconv's BLAS calls (with "
+                f"'omp', EfficientNet-Lite0 ran 3-6x slower). Import fastconv before calling numba.set_num_threads or any "
                 f"parallel Numba function, or set NUMBA_THREADING_LAYER=workqueue.",
                 RuntimeWarning, stacklevel=2)
