@@ -109,5 +109,6 @@ def test_info_lists_versions_threads_and_algorithms(capsys):
     assert cli.main(["info"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("fastconv ") and "numba threads" in out
+    assert "threading layer workqueue" in out
     assert "CPU algorithms: direct, im2col, winograd, fft" in out
     assert "CUDA backend: " in out
