@@ -88,8 +88,8 @@ def test_the_epilogue_kernels_on_both_paths(monkeypatch, elements):
 
 def test_tiles_split_for_threads_only_in_parallel_and_never_into_slivers(monkeypatch):
     """A serial run multiplies whole cache-sized tiles (each tile costs a BLAS call and the setup
-    of its column rows); a parallel run splits a small image for the threads, but not below
-    MIN_TILE_COLUMNS pixels per tile."""
+    of its column rows); a parallel run splits a small image for the threads, but into no more
+    tiles than MIN_TILE_COLUMNS pixels per tile allow; the tiles of an image are of even size."""
     import numba
     from fastconv.backends import cpu
     from fastconv.geometry import conv_geometry
@@ -98,7 +98,8 @@ def test_tiles_split_for_threads_only_in_parallel_and_never_into_slivers(monkeyp
     assert cpu._tile_rows(g, np.float32, 1) == 14 and cpu._chunks(g, 1) == 1
     monkeypatch.setattr(_common, "SERIAL_MACS", 0)
     monkeypatch.setattr(numba, "get_num_threads", lambda: 2)
-    rows = cpu._tile_rows(g, np.float32, 1)
-    assert rows * 14 >= cpu.MIN_TILE_COLUMNS and rows < 14              # split, in 2 tiles of 10 and 4 rows
+    assert cpu._tile_rows(g, np.float32, 1) == 7      # 2 tiles: 4 of 49 pixels would be slivers
     wide = conv_geometry((1, 8, 64, 64), (8, 8, 3, 3), 1, 1, 1, 1)       # 28 rows would fit a tile
     assert cpu._tile_rows(wide, np.float32, 1) == 64 // 4                # 4 tiles for 2 threads
+    e = conv_geometry((8, 32, 56, 56), (64, 32, 4, 4), 2, 1, 1, 1)       # case e's input gradient
+    assert e.out_size == (28, 28) and cpu._tile_rows(e, np.float32, 8) == 7   # not 9, 9, 9, 1

@@ -213,16 +213,18 @@ def single_threaded_blas():
 def _tile_rows(g: ConvGeometry, dtype, tasks_per_row_tile: int) -> int:
     """Output rows per tile: fit TILE_BYTES, but leave at least two tiles per thread when the
     kernel runs in parallel. A serial run (see ``_common.for_work``) takes whole tiles: every
-    tile costs a BLAS call and the setup of its Cg*KH*KW column rows."""
+    tile costs a BLAS call and the setup of its Cg*KH*KW column rows. The tiles of an image are
+    then evened out (28 rows in tiles of 9 would leave a last tile of one row: 7, 7, 7, 7)."""
     Ho, Wo = g.out_size
     kg = (g.C_in // g.groups) * g.kernel[0] * g.kernel[1]
     rows = max(1, TILE_BYTES // (kg * Wo * np.dtype(dtype).itemsize))
     if g.macs >= _common.SERIAL_MACS:
         want_tiles = 2 * numba.get_num_threads()
         if tasks_per_row_tile * -(-Ho // rows) < want_tiles:
-            # split for the threads, but not into slivers (a thin GEMM runs BLAS slowly)
+            # split for the threads, but not into more tiles than MIN_TILE_COLUMNS pixels allow
             rows = min(rows, max(1, Ho * tasks_per_row_tile // want_tiles, -(-MIN_TILE_COLUMNS // Wo)))
-    return min(rows, Ho)
+    tiles = -(-Ho // min(rows, Ho))
+    return -(-Ho // tiles)
 
 
 def _chunks(g: ConvGeometry, ntasks: int) -> int:
