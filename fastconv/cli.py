@@ -23,8 +23,9 @@ def _info(argv) -> int:
     print(f"fastconv {fastconv.__version__}  python {platform.python_version()}  numpy {numpy.__version__}  "
           f"scipy {scipy.__version__}  numba {numba.__version__}")
     threads = numba.get_num_threads()                 # starts Numba's threads: the layer is now fixed
-    print(f"numba threads {threads}  threading layer {numba.threading_layer()}"
-          + ("" if numba.threading_layer() == "workqueue" else " (workqueue recommended: threads that spin slow the BLAS calls)"))
+    layer = numba.threading_layer()
+    print(f"numba threads {threads}  threading layer {layer}"
+          + ("" if layer == "workqueue" else " (workqueue recommended: threads that spin slow the BLAS calls)"))
     try:
         from threadpoolctl import threadpool_info
         for pool in threadpool_info():

@@ -42,8 +42,8 @@ import numba
 import numpy as np
 
 from fastconv.geometry import ConvGeometry
-from fastconv.kernels.cpu import _common, depthwise, direct, epilogue, fft, gemm, im2col as _im2col, winograd
-from fastconv.kernels.cpu._common import for_work, serial_if
+from fastconv.kernels.cpu import depthwise, direct, epilogue, fft, gemm, im2col as _im2col, winograd
+from fastconv.kernels.cpu._common import for_work, runs_serially, serial_if
 
 ALGOS = ("direct", "im2col", "winograd", "fft")
 name = "cpu"
@@ -218,7 +218,7 @@ def _tile_rows(g: ConvGeometry, dtype, tasks_per_row_tile: int) -> int:
     Ho, Wo = g.out_size
     kg = (g.C_in // g.groups) * g.kernel[0] * g.kernel[1]
     rows = max(1, TILE_BYTES // (kg * Wo * np.dtype(dtype).itemsize))
-    if g.macs >= _common.SERIAL_MACS:
+    if not runs_serially(g.macs):
         want_tiles = 2 * numba.get_num_threads()
         if tasks_per_row_tile * -(-Ho // rows) < want_tiles:
             # split for the threads, but not into more tiles than MIN_TILE_COLUMNS pixels allow
@@ -229,7 +229,7 @@ def _tile_rows(g: ConvGeometry, dtype, tasks_per_row_tile: int) -> int:
 
 def _chunks(g: ConvGeometry, ntasks: int) -> int:
     """Contiguous runs of tiles for the tiled kernels: one per thread, one for a serial run."""
-    return 1 if g.macs < _common.SERIAL_MACS else min(numba.get_num_threads(), ntasks)
+    return 1 if runs_serially(g.macs) else min(numba.get_num_threads(), ntasks)
 
 
 def _sliver_tiles(g: ConvGeometry, dtype) -> bool:
@@ -241,7 +241,7 @@ def _sliver_tiles(g: ConvGeometry, dtype) -> bool:
     """
     og = g.C_out // g.groups
     weight_bytes = g.C_out * (g.C_in // g.groups) * g.kernel[0] * g.kernel[1] * np.dtype(dtype).itemsize
-    return (g.macs >= _common.SERIAL_MACS and og >= SLIVER_MIN_ROWS and weight_bytes > TILE_BYTES
+    return (not runs_serially(g.macs) and og >= SLIVER_MIN_ROWS and weight_bytes > TILE_BYTES
             and _tile_rows(g, dtype, g.N * g.groups) * g.out_size[1] < MIN_TILE_COLUMNS)
 
 

@@ -76,6 +76,11 @@ def serial_if(kernel, small: bool):
     return _serial_twins[kernel] if small else kernel
 
 
+def runs_serially(macs: int) -> bool:
+    """Whether a convolution of ``macs`` multiply-adds runs its kernels' serial twins."""
+    return macs < SERIAL_MACS
+
+
 def for_work(kernel, macs: int):
     """``kernel``, or its serial twin when ``macs`` multiply-adds are too few to share out."""
-    return serial_if(kernel, macs < SERIAL_MACS)
+    return serial_if(kernel, runs_serially(macs))
