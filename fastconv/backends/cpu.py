@@ -121,12 +121,12 @@ def fft_pays(geom: ConvGeometry) -> bool:
     KERNEL_NS_PER_CMAC per complex multiply-add of the kernels' DFT-matrix products, and
     SPECTRUM_NS_PER_BYTE per byte of kernel spectra streamed (written once, read once per
     image). im2col: GEMM_NS_PER_MAC per multiply-add, twice that with fewer than 32 output
-    channels per group (a GEMM that thin runs OpenBLAS at about half speed). Only stride 1 and
-    kernels of 5x5 and more are considered.
+    channels per group (a GEMM that thin runs OpenBLAS at about half speed). Only what
+    ``fft_considered`` admits is weighed.
     """
-    kh, kw = geom.kernel
-    if geom.stride != (1, 1) or kh * kw < 25:
+    if not fft_considered(geom):
         return False
+    kh, kw = geom.kernel
     Hf, Wf = fft.plane_shape(*geom.in_size, geom.padding)
     kernels = geom.C_out * (geom.C_in // geom.groups)
     spectrum_bytes = kernels * Hf * (Wf // 2 + 1) * 8                                    # complex64
@@ -135,6 +135,12 @@ def fft_pays(geom: ConvGeometry) -> bool:
               + SPECTRUM_NS_PER_BYTE * spectrum_bytes * (geom.N + 2))
     gemm_ns = GEMM_NS_PER_MAC * geom.macs * (2 if geom.C_out // geom.groups < 32 else 1)
     return fft_ns < gemm_ns
+
+
+def fft_considered(geom: ConvGeometry) -> bool:
+    """Where the FFT may pay: stride 1 and kernels of 5x5 and more (elsewhere it is slow by
+    construction; ``algo='fft'`` still computes any geometry)."""
+    return geom.stride == (1, 1) and geom.kernel[0] * geom.kernel[1] >= 25
 
 
 def algos_for(geom: ConvGeometry, op: str) -> list:

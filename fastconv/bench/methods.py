@@ -75,7 +75,7 @@ def fastconv_algo_applies(case: Case, algo: str) -> bool:
         return cpu.winograd_applies(case_geometry(case))
     if algo == "fft":
         g = case_geometry(case)
-        return g is not None and g.stride == (1, 1) and g.kernel[0] * g.kernel[1] >= 25
+        return g is not None and cpu.fft_considered(g)
     return True
 
 
