@@ -80,9 +80,13 @@ class ConvGeometry:
 
     @property
     def is_pointwise(self) -> bool:
-        """A 1x1 convolution with stride 1 and no padding is a plain matrix product."""
+        """A 1x1 convolution with stride 1 and no padding is a plain matrix product.
+
+        Input and output sizes must agree too: a transposed convolution's geometry with
+        ``output_padding`` (kernel 1, dilation 2) has an input larger than its output.
+        """
         return (self.kernel == (1, 1) and self.stride == (1, 1)
-                and self.padding == ((0, 0), (0, 0)))
+                and self.padding == ((0, 0), (0, 0)) and self.in_size == self.out_size)
 
 
 def _tuple(value, n: int, name: str) -> tuple[int, ...]:

@@ -81,6 +81,27 @@ def test_conv_transpose2d_matches_reference(rng, dtype, algo, stride, padding, o
 
 
 @pytest.mark.parametrize("algo", ALGOS)
+def test_1x1_transposed_with_output_padding_is_not_a_matrix_product(rng, algo):
+    # Kernel 1, stride 1, dilation 2, output_padding 1: the output has one row more than the
+    # input, which no tap reaches. Found by a random cross-check against PyTorch; the 1x1
+    # fast path (one matmul) used to take it and fail to reshape.
+    x = rng.standard_normal((2, 4, 5, 6))
+    w = rng.standard_normal((4, 3, 1, 1))
+    gy = rng.standard_normal((2, 3, 6, 6))
+    y = fastconv.conv_transpose2d(x, w, stride=1, output_padding=(1, 0), dilation=2, algo=algo)
+    ref = ref_conv_transpose(x, w, (1, 1), [(0, 0)] * 2, (1, 0), (2, 2), 1)
+    assert y.shape == ref.shape == (2, 3, 6, 6)
+    assert rel_err(y, ref) < 1e-12
+    assert np.abs(y[:, :, 5]).max() < 1e-12      # exactly 0 but for the FFT's rounding
+    # the gradients take the same geometry: the input gradient is the forward 1x1 convolution
+    # of grad_output without its last row, the weight gradient correlates x with that part
+    gx = fastconv.grad.conv_transpose2d_input(x.shape, w, gy, output_padding=(1, 0), dilation=2, algo=algo)
+    gw = fastconv.grad.conv_transpose2d_weight(x, w.shape, gy, output_padding=(1, 0), dilation=2, algo=algo)
+    assert rel_err(gx, np.einsum("nohw,ioab->nihw", gy[:, :, :5], w)) < 1e-12
+    assert rel_err(gw, np.einsum("nihw,nohw->io", x, gy[:, :, :5])[:, :, None, None]) < 1e-12
+
+
+@pytest.mark.parametrize("algo", ALGOS)
 @pytest.mark.parametrize("stride,padding,output_padding,dilation,groups", [
     (1, 0, 0, 1, 1), (2, 1, 1, 1, 2), (3, [(2, 0)], 2, 2, 1), (2, 0, 1, 1, 4),
 ])

@@ -116,6 +116,7 @@ def test_conv1d_and_grads_match_cpu(stride, padding, dilation, groups, algo, dty
 @pytest.mark.parametrize("k,stride,padding,output_padding,dilation,groups", [
     ((4, 4), 2, 1, 0, 1, 1), ((3, 3), 2, 1, 1, 1, 1), ((3, 3), 3, 0, 2, 1, 2), ((2, 5), (2, 3), (0, 2), (1, 0), 1, 1),
     ((3, 3), 1, 1, 0, 2, 4), ((1, 1), 2, 0, 1, 1, 1), ((5, 5), 2, ((2, 1), (0, 3)), 0, 1, 1),
+    ((1, 1), 1, 0, 1, 2, 1),   # output larger than input, yet 1x1 at stride 1: not a matrix product
 ])
 def test_conv_transpose2d_and_grads_match_cpu(k, stride, padding, output_padding, dilation, groups, algo, dtype, rng):
     x = _rand(rng, (2, 8, 7, 6))
