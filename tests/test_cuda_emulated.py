@@ -9,7 +9,7 @@ code, and host/device mistakes raise as CuPy would (``np.asarray`` of a device a
 NumPy and CuPy arrays). What it cannot show is speed, or a GPU-only effect (memory ordering
 between warps, register limits); those wait for ``bench/gpu_check.sh`` on a GPU.
 
-The GPU file (1557 tests, about 80 s on 2 cores) runs in a child process so that the stand-in
+The GPU file (1566 tests, about 80 s on 2 cores) runs in a child process so that the stand-in
 ``cupy`` never enters this session; the same as ``PYTHONPATH=tests/cuda_emu pytest --noconftest
 tests/test_gpu.py``. A few of its cases run a second time with each block's threads in reverse
 order: a kernel whose result depends on the order reads memory that another thread writes

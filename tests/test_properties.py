@@ -1,11 +1,11 @@
 """Property tests over random shapes and parameters (hypothesis; derandomized when CI is set)."""
 import numpy as np
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import fastconv
 from fastconv import grad
-from oracle import ref_conv_transpose, rel_err
+from oracle import ref_conv, ref_conv_transpose, rel_err
 
 
 @st.composite
@@ -144,6 +144,57 @@ def test_transposed_conv_is_C_transpose(s, data):
     out = tconv(v, w, **tkw)
     assert out.shape == tuple(s["x_shape"])
     assert rel_err(out.ravel(), C.T @ v.ravel()) < 1e-12
+
+
+@st.composite
+def transposed_setups(draw):
+    """A valid transposed convolution with output_padding drawn freely below max(stride, dilation)."""
+    nd = draw(st.integers(1, 2))
+    groups = draw(st.integers(1, 3))
+    x_shape = (draw(st.integers(1, 2)), groups * draw(st.integers(1, 3))) + tuple(
+        draw(st.integers(1, 7)) for _ in range(nd))
+    # 1x1 kernels, stride 1 and zero padding drawn often: the pointwise fast path's corner
+    w_shape = (x_shape[1], draw(st.integers(1, 3))) + tuple(draw(st.sampled_from([1, 1, 2, 3, 4])) for _ in range(nd))
+    stride = tuple(draw(st.sampled_from([1, 1, 2, 3])) for _ in range(nd))
+    dil = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    op = tuple(draw(st.integers(0, max(s_, d) - 1)) for s_, d in zip(stride, dil))
+    pads = []
+    for n, k, s_, d, o in zip(x_shape[2:], w_shape[2:], stride, dil, op):
+        full = (n - 1) * s_ + d * (k - 1) + 1 + o
+        if draw(st.booleans()):
+            pads.append((0, 0))
+            continue
+        lo = draw(st.integers(0, min(3, (full - 1) // 2)))
+        pads.append((lo, draw(st.integers(0, min(3, full - 1 - lo)))))
+    return nd, x_shape, w_shape, stride, dil, op, pads, groups
+
+
+@settings(max_examples=200)
+@given(transposed_setups(), st.sampled_from(["direct", "im2col", "fft", "auto"]))
+def test_transposed_conv_and_its_gradients_on_random_geometries(setup, algo):
+    """Forward against the float64 oracle; the input gradient is the forward convolution of
+    grad_output (its last rows cut where output_padding >= stride made the output longer than a
+    forward convolution maps back); the weight gradient by the adjoint identity."""
+    nd, x_shape, w_shape, stride, dil, op, pads, groups = setup
+    rng = np.random.default_rng(5)
+    x, w, dw = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape)
+    one = (lambda t: t) if nd == 2 else (lambda t: t[0])
+    kw = dict(stride=one(stride), padding=pads if nd == 2 else [pads[0]], output_padding=one(op),
+              groups=groups, dilation=one(dil), algo=algo)
+    tconv, T = (fastconv.conv_transpose2d, "conv_transpose2d") if nd == 2 else (fastconv.conv_transpose1d,
+                                                                                  "conv_transpose1d")
+    y = tconv(x, w, **kw)
+    ref = ref_conv_transpose(x, w, stride, pads, op, dil, groups)
+    assert y.shape == ref.shape
+    assert rel_err(y, ref) < 1e-10
+    gy = rng.standard_normal(y.shape)
+    gx = getattr(grad, T + "_input")(x.shape, w, gy, **kw)
+    gx_ref = ref_conv(gy, w, stride, pads, dil, groups)[(slice(None), slice(None)) + tuple(
+        slice(0, n) for n in x_shape[2:])]
+    assert gx.shape == x.shape and rel_err(gx, gx_ref) < 1e-10
+    gw = getattr(grad, T + "_weight")(x, w.shape, gy, **kw)
+    lhs, rhs = np.vdot(gw, dw), np.vdot(gy, ref_conv_transpose(x, dw, stride, pads, op, dil, groups))
+    assert abs(lhs - rhs) <= 1e-10 * max(1.0, abs(rhs)) * np.sqrt(gy.size)
 
 
 @given(st.integers(1, 3), st.integers(1, 4), st.integers(1, 4), st.integers(-2, 14), st.integers(-2, 14),
