@@ -16,7 +16,7 @@ from numba import njit, prange
 
 from ._blas import gemm
 from ._common import U, clip, compile_both, parallel_kernel
-from .im2col import fill_row, fold_row
+from .im2col import fill_row, fold_taps
 
 
 @njit(inline="always")
@@ -33,12 +33,9 @@ def _fill(x, cols, n, c0, Cg, y0, y1, KH, KW, sh, sw, dh, dw, ph, pw, Wo):
 @njit(inline="always")
 def _fold(cols, dx, n, c0, Cg, y0, y1, KH, KW, sh, sw, dh, dw, ph, pw, Wo):
     """dx[n, c0 + c] += the columns of a tile (the adjoint of ``_fill``)."""
-    r = 0
     for c in range(c0, c0 + Cg):
         for i in range(KH):
-            for j in range(KW):
-                fold_row(cols[r], dx, n, c, i, j, y0, y1, sh, sw, dh, dw, ph, pw, Wo)
-                r += 1
+            fold_taps(cols, ((c - c0) * KH + i) * KW, dx, n, c, i, KW, y0, y1, sh, sw, dh, dw, ph, pw, Wo)
 
 
 @njit(inline="always")

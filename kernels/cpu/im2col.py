@@ -56,6 +56,49 @@ def fold_row(row, dx, n, c, i, j, y0, y1, sh, sw, dh, dw, ph, pw, Wo):
                 dx[n, c, yi, U(t * sw + off)] += row[U(p0 + t)]
 
 
+@njit(inline="always")
+def fold_row_pair(row_a, row_b, dx, n, c, i, j, y0, y1, sh, dh, ph, pw, Wo):
+    """Fold taps (i, j) and (i, j+1) together at stride 2 and dilation 1 (width axis).
+
+    Pixel t of the two rows lands in columns 2t + off and 2t + off + 1 of one input row:
+    adjacent, so one loop stores both and LLVM vectorizes it as an interleaved pair, where
+    ``fold_row``'s stride-2 stores stay scalar (e's fold: 1.5x, a 7x7 stride-2 fold: 1.8x
+    faster). Tap j+1's valid pixels [xa1, xb1) start and stop no later than tap j's
+    [xa0, xb0), so the row splits into: j+1 alone, both, j alone.
+    """
+    H, W = dx.shape[2], dx.shape[3]
+    off = j - pw
+    xa0, xb0 = valid_range(0, Wo, off, 2, W)
+    xa1, xb1 = valid_range(0, Wo, off + 1, 2, W)
+    for yo in range(y0, y1):
+        yi = yo * sh + i * dh - ph
+        if yi < 0 or yi >= H:
+            continue
+        p0 = (yo - y0) * Wo
+        dst = dx[n, c, yi]
+        for t in range(xa1, min(xa0, xb1)):
+            dst[U(2 * t + off + 1)] += row_b[U(p0 + t)]
+        for t in range(xa0, xb1):
+            dst[U(2 * t + off)] += row_a[U(p0 + t)]
+            dst[U(2 * t + off + 1)] += row_b[U(p0 + t)]
+        for t in range(max(xa0, xb1), xb0):
+            dst[U(2 * t + off)] += row_a[U(p0 + t)]
+
+
+@njit(inline="always")
+def fold_taps(cols, r, dx, n, c, i, KW, y0, y1, sh, sw, dh, dw, ph, pw, Wo):
+    """Fold the KW column rows r.. (taps (i, 0..KW-1) of channel c) into dx[n, c]: in pairs at
+    stride 2 and dilation 1 (``fold_row_pair``), one by one otherwise."""
+    j = 0
+    while j < KW:
+        if sw == 2 and dw == 1 and j + 1 < KW:
+            fold_row_pair(cols[r + j], cols[r + j + 1], dx, n, c, i, j, y0, y1, sh, dh, ph, pw, Wo)
+            j += 2
+        else:
+            fold_row(cols[r + j], dx, n, c, i, j, y0, y1, sh, sw, dh, dw, ph, pw, Wo)
+            j += 1
+
+
 @njit(parallel=True, cache=True)
 def im2col(x, cols, n0, y0, y1, KH, KW, sh, sw, dh, dw, ph, pw, Wo):
     """Fill ``cols[b, (c, i, j), (y - y0) * Wo + x]`` from ``x[n0 + b]``; one task per column row."""
@@ -82,9 +125,7 @@ def col2im(cols, dx, n0, y0, y1, KH, KW, sh, sw, dh, dw, ph, pw, Wo):
         b = task // C
         c = task % C
         for i in range(KH):
-            for j in range(KW):
-                fold_row(cols[b, (c * KH + i) * KW + j], dx, n0 + b, c, i, j, y0, y1,
-                         sh, sw, dh, dw, ph, pw, Wo)
+            fold_taps(cols[b], (c * KH + i) * KW, dx, n0 + b, c, i, KW, y0, y1, sh, sw, dh, dw, ph, pw, Wo)
 
 
 def warm(dtype) -> None:
