@@ -101,6 +101,15 @@ def test_classify_cli(capsys):
     assert abs(sum(r["probability"] for r in data["camera"]) - 1) < 0.1
 
 
+def test_classify_cli_names_what_it_cannot_read(tmp_path):
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not an image")
+    for arg, words in [(str(bad), "cannot read"), (str(tmp_path), "cannot read"),
+                       ("no-such-photo", "neither a file nor a sample photo")]:
+        with pytest.raises(SystemExit, match=words):
+            classify_main([arg])
+
+
 def test_folded_activations_equal_the_graph_and_its_gradient(model, fused):
     """fused(activations=True) moves each ReLU6 into its convolution: same logits, same input gradient."""
     both = model.fused(activations=True)

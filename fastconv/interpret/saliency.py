@@ -359,7 +359,9 @@ def grad_cam(model, x, target=None, layer: str = None, relu: bool = True) -> Att
     table = dict(model.named_modules())
     if isinstance(layer, str):
         if layer not in table:
-            raise KeyError(f"grad_cam: no layer named {layer!r}; layers are {[k for k in table if k][:40]}...")
+            names = [k for k in table if k]
+            more = f" and {len(names) - 40} more" if len(names) > 40 else ""
+            raise KeyError(f"grad_cam: no layer named {layer!r}; layers are {names[:40]}{more}")
         module = table[layer]
     else:
         module = layer

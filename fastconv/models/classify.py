@@ -55,7 +55,10 @@ def main(argv=None) -> int:
     model = efficientnet_lite0().fused(activations=True)
     results = {}
     for arg in args.images:
-        pixels = imagenet_pixels(_load(arg))[None]
+        try:
+            pixels = imagenet_pixels(_load(arg))[None]
+        except OSError as e:   # not an image Pillow reads (PIL.UnidentifiedImageError), a directory, ...
+            raise SystemExit(f"fastconv classify: cannot read {arg!r} as an image: {e}") from None
         results[arg] = predict(model, pixels, args.top)[0]
     if args.json:
         json.dump({k: [{"index": i, "label": lab, "probability": round(p, 6)} for i, lab, p in v]
