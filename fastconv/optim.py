@@ -139,7 +139,8 @@ class StepLR(LRScheduler):
 class CosineAnnealingLR(LRScheduler):
     """Cosine decay from the initial rate to ``eta_min`` over ``T_max`` periods, then constant.
 
-    ``lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * t / T_max)) / 2``.
+    ``lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * t / T_max)) / 2``. Up to ``T_max`` the
+    rates equal PyTorch's; after it, PyTorch's rise again along the cosine, these stay at ``eta_min``.
 
     Reference: Loshchilov & Hutter, "SGDR: Stochastic Gradient Descent with Warm Restarts", ICLR 2017.
     """
