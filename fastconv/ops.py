@@ -18,6 +18,8 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from fastconv import functional as F
@@ -28,7 +30,7 @@ from fastconv.backends import get_backend, get_xp
 from fastconv.geometry import conv_geometry
 
 __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "pad", "linear", "relu", "relu6",
-           "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax", "cross_entropy", "mse_loss",
+           "guided_rectifiers", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax", "cross_entropy", "mse_loss",
            "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "global_avg_pool2d", "batch_norm",
            "dropout", "upsample", "concatenate", "stack"]
 
@@ -58,6 +60,41 @@ def pad(x, pairs, mode: str = "zeros") -> Tensor:
                         lambda g: (F.pad_adjoint(g, pairs, mode, shape),), f"pad_{mode}")
 
 
+_guided = False
+
+
+@contextlib.contextmanager
+def guided_rectifiers():
+    """Within this block, rectifiers pass back only positive gradients: guided backpropagation.
+
+    Affects the backward of :func:`relu`, :func:`relu6` and the convolutions' fused
+    activations, run while the block is open: each lets through ``max(g, 0)`` where its input
+    was in the linear range (the ordinary backward lets through ``g``). Everything else is
+    unchanged. :func:`fastconv.interpret.guided_backprop` runs a model's gradient inside it.
+
+    Example:
+        >>> x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+        >>> with guided_rectifiers():
+        ...     (relu(x) * Tensor(np.array([-1.0, 3.0]))).sum().backward()
+        >>> x.grad
+        array([0., 3.])
+
+    Reference: Springenberg, Dosovitskiy, Brox & Riedmiller, "Striving for Simplicity: The All
+    Convolutional Net", ICLR workshop 2015.
+    """
+    global _guided
+    before, _guided = _guided, True
+    try:
+        yield
+    finally:
+        _guided = before
+
+
+def _rectified(g):
+    """The gradient a rectifier receives: g, or max(g, 0) inside :func:`guided_rectifiers`."""
+    return get_xp(g).maximum(g, 0) if _guided else g
+
+
 def _through_activation(y, activation):
     """g -> the gradient before the fused activation: g where the activation passed its input
     (lo < y < hi), else 0; computed from the op's output y in one pass when backward runs
@@ -65,7 +102,7 @@ def _through_activation(y, activation):
     if activation is None:
         return lambda g: g
     lo, hi = F.ACTIVATIONS[activation]
-    return lambda g: get_backend(g).clip_grad(g, y, lo, hi)
+    return lambda g: get_backend(g).clip_grad(_rectified(g), y, lo, hi)
 
 
 def _conv(x, weight, bias, stride, padding, dilation, groups, algo, padding_mode, sd, activation=None):
@@ -190,11 +227,16 @@ def linear(x, weight, bias=None) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- activations
-def _pointwise(x, out, dydx, op):
-    """An elementwise op; ``dydx()`` (the local derivative) is computed only when a graph is recorded."""
+def _pointwise(x, out, dydx, op, rectifier: bool = False):
+    """An elementwise op; ``dydx()`` (the local derivative) is computed only when a graph is recorded.
+
+    A ``rectifier`` (relu, relu6) passes back ``_rectified(g)``: see :func:`guided_rectifiers`.
+    """
     if not (is_grad_enabled() and x.requires_grad):
         return Tensor(out)
     d = dydx()
+    if rectifier:
+        return Tensor._make(out, (x,), lambda g: (_rectified(g) * d,), op)
     return Tensor._make(out, (x,), lambda g: (g * d,), op)
 
 
@@ -207,7 +249,7 @@ def relu(x) -> Tensor:
     """
     x = _t(x)
     # maximum, not x * (x > 0), which would give -0.0 for negative inputs
-    return _pointwise(x, get_xp(x.data).maximum(x.data, 0), lambda: x.data > 0, "relu")
+    return _pointwise(x, get_xp(x.data).maximum(x.data, 0), lambda: x.data > 0, "relu", rectifier=True)
 
 
 def relu6(x) -> Tensor:
@@ -219,7 +261,7 @@ def relu6(x) -> Tensor:
     """
     x = _t(x)
     xp = get_xp(x.data)
-    return _pointwise(x, xp.clip(x.data, 0, 6), lambda: (x.data > 0) & (x.data < 6), "relu6")
+    return _pointwise(x, xp.clip(x.data, 0, 6), lambda: (x.data > 0) & (x.data < 6), "relu6", rectifier=True)
 
 
 def leaky_relu(x, negative_slope: float = 0.01) -> Tensor:

@@ -4,8 +4,9 @@ import pytest
 
 from fastconv import nn
 from fastconv.autograd import Tensor, no_grad
-from fastconv.interpret import (grad_cam, input_x_gradient, integrated_gradients, reduce_channels, saliency,
-                                smoothgrad)
+from fastconv import ops
+from fastconv.interpret import (grad_cam, guided_backprop, input_x_gradient, integrated_gradients, occlusion,
+                                reduce_channels, saliency, smoothgrad)
 
 
 def tiny_net(seed=0):
@@ -212,3 +213,106 @@ def test_grad_cam_unbatched_and_module_argument(net, x):
     cam = grad_cam(net, x[0], 2, layer=net[2])
     assert cam.map.shape == (6, 6) and cam.low_res.shape == (6, 6) and cam.extra["layer"] == "2"
     np.testing.assert_allclose(cam.map, grad_cam(net, x, 2, layer="2").map[0])
+
+
+# ----------------------------------------------------------------------------- guided backprop
+def test_guided_backprop_on_a_relu_mlp_by_hand(rng):
+    """x -> W1 -> ReLU -> W2: the guided gradient of class c is W1^T [(W1 x > 0) * max(W2[c], 0)]."""
+    nn.manual_seed(3)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 7, dtype=np.float64), nn.ReLU(),
+                          nn.Linear(7, 4, dtype=np.float64))
+    x = rng.standard_normal((3, 3, 2, 2))
+    W1, b1 = model[1].weight.data, model[1].bias.data
+    W2 = model[3].weight.data
+    cls = np.array([0, 2, 3])
+    h = x.reshape(3, 12) @ W1.T + b1
+    want = ((h > 0) * np.maximum(W2[cls], 0)) @ W1
+    gb = guided_backprop(model, x, cls)
+    np.testing.assert_allclose(gb.attr, want.reshape(x.shape), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(gb.map, np.abs(want.reshape(x.shape)).max(axis=1))
+    plain = ((h > 0) * W2[cls]) @ W1                  # outside the block: the ordinary gradient
+    np.testing.assert_allclose(saliency(model, x, cls, abs=False).attr, plain.reshape(x.shape), rtol=1e-12)
+    assert not np.allclose(want, plain)
+
+
+def test_guided_backprop_through_fused_activations_and_relu6(rng):
+    """A convolution with activation='relu' and one followed by a ReLU module guide alike; so do
+    ReLU6 modules; without rectifiers the guided gradient is the gradient."""
+    nn.manual_seed(4)
+    fused = nn.Sequential(nn.Conv2d(2, 5, 3, padding=1, dtype=np.float64, activation="relu"),
+                          nn.Conv2d(5, 4, 3, padding=1, dtype=np.float64), nn.ReLU6(),
+                          nn.Flatten(), nn.Linear(4 * 5 * 5, 3, dtype=np.float64))
+    plain = nn.Sequential(nn.Conv2d(2, 5, 3, padding=1, dtype=np.float64), nn.ReLU(),
+                          nn.Conv2d(5, 4, 3, padding=1, dtype=np.float64), nn.ReLU6(),
+                          nn.Flatten(), nn.Linear(4 * 5 * 5, 3, dtype=np.float64))
+    for dst, src in zip([plain[0], plain[2], plain[5]], [fused[0], fused[1], fused[4]]):
+        dst.weight.data[...] = src.weight.data
+        dst.bias.data[...] = src.bias.data
+    x = rng.standard_normal((2, 2, 5, 5)) * 3
+    a, b = guided_backprop(fused, x, 1), guided_backprop(plain, x, 1)
+    np.testing.assert_allclose(a.attr, b.attr, rtol=1e-10, atol=1e-12)
+    assert not np.allclose(a.attr, saliency(plain, x, 1, abs=False).attr)
+    smooth = tiny_net()
+    xs = rng.standard_normal((2, 2, 6, 6))
+    np.testing.assert_allclose(guided_backprop(smooth, xs, 2).attr, saliency(smooth, xs, 2, abs=False).attr)
+
+
+def test_guided_rectifiers_restores_the_ordinary_backward(rng):
+    x = Tensor(rng.standard_normal(6), requires_grad=True)
+    gy = Tensor(rng.standard_normal(6))
+    with ops.guided_rectifiers():
+        (ops.relu(x) * gy).sum().backward()
+    guided = x.grad.copy()
+    x.grad = None
+    (ops.relu(x) * gy).sum().backward()
+    np.testing.assert_array_equal(guided, (x.data > 0) * np.maximum(gy.data, 0))
+    np.testing.assert_array_equal(x.grad, (x.data > 0) * gy.data)
+
+
+# ----------------------------------------------------------------------------- occlusion
+def _occlusion_by_hand(model, x, cls, wh, ww, starts_h, starts_w, baseline):
+    f0 = logit(model, x, cls)
+    total, count = np.zeros((len(x),) + x.shape[2:]), np.zeros(x.shape[2:])
+    for y0 in starts_h:
+        for x0 in starts_w:
+            xo = x.copy()
+            xo[:, :, y0:y0 + wh, x0:x0 + ww] = baseline
+            total[:, y0:y0 + wh, x0:x0 + ww] += (f0 - logit(model, xo, cls))[:, None, None]
+            count[y0:y0 + wh, x0:x0 + ww] += 1
+    return total / count
+
+
+def test_occlusion_is_the_mean_drop_over_covering_windows(net, x):
+    # 6 x 6 image, window 3 x 2 at stride 2: rows start 0, 2, 3 (the last flush with the edge),
+    # columns 0, 2, 4
+    occ = occlusion(net, x, [1, 3], window=(3, 2), stride=2, baseline=0.5, batch_size=4)
+    want = _occlusion_by_hand(net, x, np.array([1, 3]), 3, 2, [0, 2, 3], [0, 2, 4], 0.5)
+    np.testing.assert_allclose(occ.map, want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(occ.attr, np.broadcast_to(want[:, None], x.shape))
+    np.testing.assert_allclose(occ.score, logit(net, x, np.array([1, 3])))
+    assert occ.extra["windows"] == 9 and occ.method == "occlusion"
+
+
+def test_occlusion_of_a_linear_model_is_the_window_mean_of_w_times_x(rng):
+    """f = w . x: a window's drop is the sum of w * (x - baseline) under it."""
+    nn.manual_seed(5)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(2 * 4 * 4, 3, dtype=np.float64))
+    x = rng.standard_normal((1, 2, 4, 4))
+    contrib = (model[1].weight.data[2].reshape(2, 4, 4) * x[0]).sum(axis=0)     # (4, 4)
+    occ = occlusion(model, x[0], 2, window=4, stride=1, baseline=0.0)           # one window: everything
+    np.testing.assert_allclose(occ.map, np.full((4, 4), contrib.sum()), rtol=1e-12)
+    occ1 = occlusion(model, x[0], 2, window=1, stride=1)                        # one pixel at a time
+    np.testing.assert_allclose(occ1.map, contrib, rtol=1e-12, atol=1e-14)
+
+
+def test_occlusion_checks_its_arguments_and_reports_progress(net, x, capsys):
+    with pytest.raises(ValueError, match="window"):
+        occlusion(net, x, window=7)
+    with pytest.raises(ValueError, match="stride"):
+        occlusion(net, x, stride=0)
+    with pytest.raises(ValueError, match="baseline"):
+        occlusion(net, x, window=3, baseline=np.zeros(5))
+    before = x.copy()
+    occlusion(net, x, window=3, stride=3, progress=True)
+    assert "occlusion" in capsys.readouterr().err
+    np.testing.assert_array_equal(x, before)

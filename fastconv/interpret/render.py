@@ -25,7 +25,6 @@ Simonyan et al., 2014; Olah, Mordvintsev & Schubert, "Feature Visualization", Di
 """
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -34,7 +33,7 @@ import numpy as np
 from fastconv import nn, optim
 from fastconv.autograd import Tensor, no_grad
 from fastconv.backends import get_xp, to_device
-from fastconv.interpret._common import model_device
+from fastconv.interpret._common import ProgressBar, model_device
 from fastconv.interpret.objectives import Objective
 from fastconv.interpret.param import ImageFunction, pixel_image
 
@@ -67,27 +66,6 @@ class VisResult:
     def image(self) -> np.ndarray:
         """The first image of the batch, uint8 (H, W, C) or (H, W)."""
         return self.images[0]
-
-
-class ProgressBar:
-    """A plain-text progress bar on stderr (no tqdm): ``[#####.....] 32/64 label value 3.2s``."""
-
-    def __init__(self, total: int, label: str = "", width: int = 24, stream=None):
-        self.total, self.label, self.width = max(int(total), 1), label, width
-        self.stream = sys.stderr if stream is None else stream
-        self.start = self.last = time.perf_counter()
-
-    def __call__(self, done: int, text: str = "") -> None:
-        now = time.perf_counter()
-        if done < self.total and now - self.last < 0.2:
-            return
-        self.last = now
-        filled = int(self.width * done / self.total)
-        self.stream.write(f"\r  [{'#' * filled}{'.' * (self.width - filled)}] {done}/{self.total} "
-                          f"{self.label} {text} {now - self.start:5.1f}s")
-        if done >= self.total:
-            self.stream.write("\n")
-        self.stream.flush()
 
 
 def standard_transforms(size: int = 128):

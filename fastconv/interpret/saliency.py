@@ -1,4 +1,5 @@
-"""Gradient attribution: saliency maps, SmoothGrad, Input x Gradient, Integrated Gradients, Grad-CAM.
+"""Attribution: saliency maps, Guided Backprop, SmoothGrad, Input x Gradient, Integrated Gradients,
+Grad-CAM, and Occlusion (no gradients: windows of the input replaced).
 
 Each function has Captum's shape, without a constructor: it takes the model, the inputs and
 the target class, and returns an :class:`Attribution` whose ``attr`` has the input's shape
@@ -39,11 +40,11 @@ import numpy as np
 from fastconv import ops
 from fastconv.autograd import Tensor
 from fastconv.backends import get_xp
-from fastconv.interpret._common import (as_batch, check_logits, check_targets, class_grad, get_host, inference,
-                                        predict_logits, resolve_targets, unbatch)
+from fastconv.interpret._common import (ProgressBar, as_batch, check_logits, check_targets, class_grad, get_host,
+                                        inference, predict_logits, resolve_targets, unbatch)
 
-__all__ = ["Attribution", "saliency", "smoothgrad", "input_x_gradient", "integrated_gradients", "grad_cam",
-           "reduce_channels"]
+__all__ = ["Attribution", "saliency", "guided_backprop", "smoothgrad", "input_x_gradient", "integrated_gradients",
+           "grad_cam", "occlusion", "reduce_channels"]
 
 
 def reduce_channels(attr, reduce: str = "max_abs"):
@@ -80,7 +81,8 @@ class Attribution:
     Attributes:
         attr: the attribution, the input's shape ((N, C, H, W) or (C, H, W)); for Grad-CAM the
             upsampled map with one channel, (N, 1, H, W) or (1, H, W).
-        map: the picture, (N, H, W) or (H, W), non-negative except for reduce='sum'.
+        map: the picture, (N, H, W) or (H, W), non-negative except for reduce='sum' and for
+            occlusion (a signed drop of the score).
         target: the class explained per item, int64 (N,) (a scalar for a (C, H, W) input).
         score: the target logit at x, float64 (N,) (a scalar for a (C, H, W) input).
         method: name of the method.
@@ -143,6 +145,35 @@ def saliency(model, x, target=None, abs: bool = True) -> Attribution:
         g, _, tgt, score = class_grad(model, xb, tgt)
     attr = get_xp(g).abs(g) if abs else g
     return _result(attr, tgt, score, batched, "saliency", "max_abs")
+
+
+def guided_backprop(model, x, target=None) -> Attribution:
+    """Guided Backpropagation: the gradient with every rectifier passing back only positive gradients.
+
+    Each ReLU and ReLU6 of the model (modules, ``ops.relu``/``relu6`` and the convolutions'
+    fused activations alike) lets through ``max(g, 0)`` where its input was in the linear
+    range, so only evidence *for* the class flows back (:func:`fastconv.ops.guided_rectifiers`).
+    The result is sharper than the plain gradient; note it depends little on the class
+    (Adebayo et al., "Sanity Checks for Saliency Maps", 2018).
+
+    Args:
+        model, x, target: see the module docstring.
+
+    Returns:
+        :class:`Attribution` with the signed guided gradient as ``attr`` (input's shape) and
+        ``map`` = max over channels of its absolute value.
+
+    Example:
+        >>> gb = guided_backprop(model, x, 'tabby')   # doctest: +SKIP
+
+    Reference: Springenberg, Dosovitskiy, Brox & Riedmiller, "Striving for Simplicity: The All
+    Convolutional Net", ICLR workshop 2015.
+    """
+    xb, batched = as_batch(x, model=model)
+    tgt = resolve_targets(target, xb.shape[0])
+    with inference(model), ops.guided_rectifiers():
+        g, _, tgt, score = class_grad(model, xb, tgt)
+    return _result(g, tgt, score, batched, "guided_backprop", "max_abs")
 
 
 def _input_range(xb):
@@ -248,6 +279,21 @@ def _quadrature(steps: int, method: str):
     raise ValueError(f"method must be 'gausslegendre', 'riemann_trapezoid' or 'riemann_middle', got {method!r}")
 
 
+def _baseline_batch(baseline, xb, batched: bool):
+    """The baseline x' as an array of xb's shape: None -> zeros, a number, or an array (or Tensor)
+    broadcastable to the caller's x."""
+    xp = get_xp(xb)
+    if baseline is None:
+        return xp.zeros_like(xb)
+    b = baseline.data if isinstance(baseline, Tensor) else baseline
+    b = xp.asarray(b, dtype=xb.dtype)
+    shape = xb.shape if batched else xb.shape[1:]
+    try:
+        return xp.broadcast_to(b, shape).reshape(xb.shape).copy()
+    except ValueError:
+        raise ValueError(f"baseline of shape {tuple(b.shape)} does not broadcast to x's shape {shape}") from None
+
+
 def integrated_gradients(model, x, target=None, baseline=None, steps: int = 50, batch_size: int = 8,
                          method: str = "gausslegendre") -> Attribution:
     """Integrated Gradients: (x - x') * integral over alpha of grad f(x' + alpha (x - x')), f = target logit.
@@ -282,16 +328,7 @@ def integrated_gradients(model, x, target=None, baseline=None, steps: int = 50, 
     xp = get_xp(xb)
     N = xb.shape[0]
     tgt = resolve_targets(target, N)
-    if baseline is None:
-        base = xp.zeros_like(xb)
-    else:
-        b = baseline.data if isinstance(baseline, Tensor) else baseline
-        b = xp.asarray(b, dtype=xb.dtype)
-        shape = xb.shape if batched else xb.shape[1:]
-        try:
-            base = xp.broadcast_to(b, shape).reshape(xb.shape).copy()
-        except ValueError:
-            raise ValueError(f"baseline of shape {tuple(b.shape)} does not broadcast to x's shape {shape}") from None
+    base = _baseline_batch(baseline, xb, batched)
     alphas, weights = _quadrature(steps, method)
     diff = xb - base
     total = xp.zeros_like(xb)
@@ -412,3 +449,92 @@ def grad_cam(model, x, target=None, layer: str = None, relu: bool = True) -> Att
     return Attribution(unbatch(up[:, None], batched), unbatch(up, batched), unbatch(tgt, batched),
                        unbatch(score, batched), "grad_cam", low_res=unbatch(cam, batched), reduce="none",
                        extra={"layer": layer})
+
+
+def _window_starts(size: int, window: int, stride: int) -> list:
+    """Window offsets 0, stride, 2*stride, ... and one flush with the far edge, so every pixel is covered."""
+    starts = list(range(0, size - window + 1, stride))
+    if starts[-1] != size - window:
+        starts.append(size - window)
+    return starts
+
+
+def _pair(value, name: str) -> tuple:
+    v = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(v) != 2 or not all(isinstance(t, (int, np.integer)) and not isinstance(t, bool) and t >= 1 for t in v):
+        raise ValueError(f"{name} must be an int >= 1 or a pair of them, got {value!r}")
+    return int(v[0]), int(v[1])
+
+
+def occlusion(model, x, target=None, window=16, stride=8, baseline=0.0, batch_size: int = 16,
+              progress: bool = False) -> Attribution:
+    """Occlusion: how much the target logit drops when a window of the input is replaced by a baseline.
+
+    A ``window`` (all channels, h x w pixels) slides over the image by ``stride``; each
+    position's drop f(x) - f(x with the window set to the baseline) is credited to the pixels
+    it covered, and each pixel's attribution is the mean drop over the windows that covered
+    it (Captum's ``Occlusion`` with ``sliding_window_shapes=(C, h, w)``). The last window of
+    each row and column lies flush with the image's edge, so every pixel is covered. No
+    gradient is taken: the map also shows what a saturated or flat region of the model means.
+    Costs one forward per window position and item, ``batch_size`` images at a time.
+
+    Args:
+        model, x, target: see the module docstring.
+        window: int or (h, w), at most the image's size (default 16).
+        stride: int or (h, w) (default 8).
+        baseline: what a covered window shows: a number (default 0.0: black for a pixel
+            model; 127.5 is mid grey for 0..255 pixels) or an array broadcastable to x.
+        batch_size: occluded images per forward pass (default 16).
+        progress: print a progress bar on stderr.
+
+    Returns:
+        :class:`Attribution` whose ``map`` (N, H, W) is the signed mean drop (positive: the
+        region was evidence for the class), ``attr`` the same value in every channel (the
+        input's shape), ``score`` f(x), and ``extra['windows']`` the number of window positions.
+
+    Example:
+        >>> occ = occlusion(model, x, 'tabby', window=32, stride=16, baseline=127.5)  # doctest: +SKIP
+
+    Reference: Zeiler & Fergus, "Visualizing and Understanding Convolutional Networks", ECCV 2014.
+    """
+    xb, batched = as_batch(x, model=model)
+    xp = get_xp(xb)
+    N, C, H, W = xb.shape
+    (wh, ww), (sh, sw) = _pair(window, "window"), _pair(stride, "stride")
+    if wh > H or ww > W:
+        raise ValueError(f"window ({wh}, {ww}) is larger than the image ({H}, {W})")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    base = _baseline_batch(baseline, xb, batched)
+    tgt = resolve_targets(target, N)
+    spots = [(y0, x0) for y0 in _window_starts(H, wh, sh) for x0 in _window_starts(W, ww, sw)]
+    covered = np.zeros((H, W))
+    for y0, x0 in spots:
+        covered[y0:y0 + wh, x0:x0 + ww] += 1
+    total = xp.zeros((N, H, W), np.float64)
+    jobs = [(i, k) for i in range(N) for k in range(len(spots))]
+    bar = ProgressBar(len(jobs), "occlusion") if progress else None
+    with inference(model):
+        logits = predict_logits(model, xb, batch_size)
+        if tgt is None:
+            tgt = get_host(logits.argmax(axis=1)).astype(np.int64)
+        check_targets(tgt, logits.shape)
+        score = get_host(logits[xp.arange(N), xp.asarray(tgt)]).astype(np.float64)
+        for s in range(0, len(jobs), batch_size):
+            chunk = jobs[s:s + batch_size]
+            ii = np.array([i for i, _ in chunk])
+            images = xb[xp.asarray(ii)]                       # a copy: fancy indexing
+            for j, (i, k) in enumerate(chunk):
+                y0, x0 = spots[k]
+                images[j, :, y0:y0 + wh, x0:x0 + ww] = base[i, :, y0:y0 + wh, x0:x0 + ww]
+            out = get_host(predict_logits(model, images)[xp.arange(len(chunk)), xp.asarray(tgt[ii])])
+            for j, (i, k) in enumerate(chunk):
+                y0, x0 = spots[k]
+                total[i, y0:y0 + wh, x0:x0 + ww] += score[i] - float(out[j])
+            if bar:
+                bar(s + len(chunk))
+    drop = (total / xp.asarray(covered)).astype(xb.dtype)
+    attr = xp.broadcast_to(drop[:, None], xb.shape).copy()
+    return Attribution(unbatch(attr, batched), unbatch(drop, batched), unbatch(tgt, batched),
+                       unbatch(score, batched), "occlusion", reduce="none",
+                       extra={"window": (wh, ww), "stride": (sh, sw), "windows": len(spots)})
