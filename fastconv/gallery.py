@@ -147,27 +147,35 @@ def demo_feature_maps(out, quick):
 
 @demo("saliency", "saliency, SmoothGrad and Grad-CAM on two photos")
 def demo_saliency(out, quick):
-    from fastconv.interpret import grad_cam, saliency, smoothgrad
+    from fastconv.interpret import grad_cam, guided_backprop, occlusion, saliency, smoothgrad
     from fastconv.io import normalize_map, overlay
     from fastconv.plot import panel_figure
     model = _lite0()
+    window, stride = (75, 75) if quick else (32, 16)
     res = []
     for name in ("chelsea", "coffee"):
         x = _dev(_photo(name))
         k, p = _predict(model, x)
         s = saliency(model, x, k)
+        gb = guided_backprop(model, x, k)
         sg = smoothgrad(model, x, k, n=4 if quick else 16, sigma=0.15)
         cam = grad_cam(model, x, k, layer="_blocks.15")
+        occ = occlusion(model, x, k, window=window, stride=stride, baseline=127.5, batch_size=8)
         photo = _u8(x)
         items = [(f"'{name}': {_label(k)} ({p:.0%})", photo),
                  ("saliency |d logit / d x|", normalize_map(_host(s.map))),
-                 (f"SmoothGrad (n={4 if quick else 16})", normalize_map(_host(sg.map))),
                  ("saliency over the photo", overlay(photo, _host(s.map), alpha=0.6)),
-                 ("Grad-CAM ('_blocks.15')", overlay(photo, _host(cam.map), alpha=0.5))]
-        png = _save(out, f"saliency_{name}.png", panel_figure(items, cell=2.8))
+                 (f"SmoothGrad (n={4 if quick else 16})", normalize_map(_host(sg.map))),
+                 ("Guided Backprop", normalize_map(_host(gb.map))),
+                 ("Grad-CAM ('_blocks.15')", overlay(photo, _host(cam.map), alpha=0.5)),
+                 (f"occlusion ({window} px grey, stride {stride})",
+                  overlay(photo, np.maximum(_host(occ.map), 0), alpha=0.5))]
+        png = _save(out, f"saliency_{name}.png", panel_figure(items, ncols=len(items), cell=2.4))
         res.append((png, f"Which pixels move the '{_label(k)}' logit most on the '{name}' photo: the raw gradient "
                          f"(max over RGB of |d logit/d x|), SmoothGrad's average over noisy copies (less speckle), "
-                         f"and Grad-CAM's coarse class map - they light up "
+                         f"Guided Backprop (only positive gradients through the ReLU6s: sharper), Grad-CAM's coarse "
+                         f"class map, and occlusion, which needs no gradient: how far the logit drops when a grey "
+                         f"square covers each place - they light up "
                          f"{('the eyes, the nose and the fur' if name == 'chelsea' else 'the cup and the coffee')}."))
     return res
 

@@ -32,5 +32,6 @@ def test_readme_python_blocks_run_and_print_what_readme_shows(tmp_path, monkeypa
     for line in table.strip().splitlines():
         assert line.rstrip() in lines, f"README's receptive-field line {line!r} is not what the code prints"
     assert "espresso" in printed
+    assert namespace["gb"].attr.shape == namespace["x"].shape and namespace["occ"].map.shape == (1, 224, 224)
     assert namespace["adv"].success.all()
     assert namespace["robin"].final_value > namespace["robin"].initial_value
