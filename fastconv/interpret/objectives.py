@@ -32,7 +32,7 @@ from typing import Callable
 from fastconv.autograd import Tensor
 from fastconv.backends import get_xp, to_numpy
 
-__all__ = ["Objective", "channel", "neuron", "class_logit", "direction", "as_objective"]
+__all__ = ["Objective", "channel", "neuron", "class_logit", "direction", "diversity", "as_objective"]
 
 
 class Objective:
@@ -206,3 +206,35 @@ def direction(layer: str, vector, batch: int | None = None) -> Objective:
         return (t * v).sum(axis=1).mean(axis=tuple(range(1, t.ndim - 1))).sum() if t.ndim > 2 \
             else (t * v).sum()
     return Objective(fn, [layer], False, f"direction({layer!r})")
+
+
+def diversity(layer: str) -> Objective:
+    """Lucid's diversity term: how alike the batch's images are in ``layer``'s style.
+
+    Each image's Gram matrix G_n = A_n A_n^T of its activations A_n (C x positions) is scaled
+    to unit Frobenius norm; the term is sum over pairs i != j of <G_i, G_j>, divided by N.
+    That is N - 1 for N identical images and lower the more their channel co-activations
+    differ. *Subtract* it to render a batch of different images of one feature:
+    ``channel('_blocks.8', 17) - 100 * diversity('_blocks.8')`` with ``shape=(4, 3, 128, 128)``.
+
+    Example:
+        >>> obj = channel('_blocks.8', 17) - 100 * diversity('_blocks.8')
+        >>> sorted(obj.layers)
+        ['_blocks.8']
+
+    Reference: Olah, Mordvintsev & Schubert, "Feature Visualization", Distill 2017 (section
+    "Diversity"); Lucid's ``objectives.diversity``.
+    """
+    def fn(acts, _):
+        t = acts[layer]
+        if t.ndim < 3 or t.shape[0] < 2:
+            raise ValueError(f"diversity({layer!r}) compares the images of a batch: it needs (N >= 2, C, ...) "
+                             f"activations, got shape {t.shape}")
+        n, c = t.shape[0], t.shape[1]
+        a = t.reshape(n, c, -1)
+        gram = (a @ a.transpose(0, 2, 1)).reshape(n, -1)                  # (N, C*C)
+        unit = gram / ((gram * gram).sum(axis=1, keepdims=True) + 1e-20) ** 0.5
+        total = unit.sum(axis=0)
+        # sum over i != j of <G_i, G_j> = |sum_i G_i|^2 - sum_i |G_i|^2
+        return ((total * total).sum() - (unit * unit).sum()) * (1.0 / n)
+    return Objective(fn, [layer], False, f"diversity({layer!r})")
