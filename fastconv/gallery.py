@@ -190,7 +190,7 @@ def _robin_variants(quick):
             ("pyramid + blur", [R.laplacian_pyramid_gradient(4), R.gaussian_blur(0.5, every=8)])]
 
 
-@demo("featvis", "feature visualization of the class 'robin' and of channels, without and with regularization")
+@demo("featvis", "feature visualization of the class 'robin' and of channels, without and with regularization, and a diverse batch")
 def demo_featvis(out, quick):
     from fastconv.interpret import objectives as O
     from fastconv.interpret import param as P
@@ -237,6 +237,21 @@ def demo_featvis(out, quick):
     res.append((png, "Mean activation of one channel of an early ('_blocks.2'), a middle ('_blocks.8') and a late "
                      "('_blocks.14') block, each without and with regularization (Laplacian-pyramid gradient + "
                      "blur): deeper channels prefer larger, more complex patterns."))
+    layer, ch, weight = "_blocks.8", 17, 10.0
+    batch = (4, 3, size, size)
+    items = []
+    for title, o in (("alone", O.channel(layer, ch)),
+                     (f"- {weight:g} x diversity", O.channel(layer, ch) - weight * O.diversity(layer))):
+        r = visualize(model, o, batch, param=P.pixel_image(batch, decorrelate=True), steps=steps, lr=lr,
+                      regularizers=[R.laplacian_pyramid_gradient(4), R.gaussian_blur(0.5, every=8)], progress=True)
+        items += [(f"{title}: image {i + 1}", im) for i, im in enumerate(r.images)]
+    png = _save(out, "featvis_diversity.png", panel_figure(items, ncols=4, cell=2.4, fontsize=8,
+                                                           title=f"{layer} channel {ch}, a batch of 4: "
+                                                                 f"without and with the diversity term"))
+    res.append((png, f"Four images of one channel ('{layer}' {ch}) rendered together: alone they converge to the "
+                     f"same pattern; subtracting Lucid's diversity term (the batch's mean pairwise cosine "
+                     f"similarity of the images' Gram matrices) makes each show another facet of what the "
+                     f"channel responds to."))
     return res
 
 
