@@ -190,7 +190,8 @@ def _robin_variants(quick):
             ("pyramid + blur", [R.laplacian_pyramid_gradient(4), R.gaussian_blur(0.5, every=8)])]
 
 
-@demo("featvis", "feature visualization of the class 'robin' and of channels, without and with regularization, and a diverse batch")
+@demo("featvis", "feature visualization of the class 'robin' and of channels, without and with regularization, "
+                "and a diverse batch")
 def demo_featvis(out, quick):
     from fastconv.interpret import objectives as O
     from fastconv.interpret import param as P
