@@ -200,3 +200,21 @@ def test_between_step_regularizers():
     np.testing.assert_allclose(dev(image_fn.pixels()), 0.5 * dev(x), atol=0.05)
     R.clip_pixels((120, 130)).after_step(image_fn, 1)
     assert image_fn.pixels().min() >= 119.9 and image_fn.pixels().max() <= 130.1
+
+
+def test_percentile_clip_resets_the_faintest_pixels_to_the_mean_colour():
+    _, image_fn = P.pixel_image((2, 3, 10, 10), scale=1.0, seed=1)
+    x = image_fn.pixels().astype(np.float64)
+    R.percentile_clip(30, every=2).after_step(image_fn, 1)             # not a multiple of `every`
+    np.testing.assert_allclose(image_fn.pixels(), x, atol=1e-3)
+    R.percentile_clip(30, every=2).after_step(image_fn, 2)
+    y = image_fn.pixels().astype(np.float64)
+    mean = x.mean(axis=(2, 3), keepdims=True)
+    norm = np.sqrt(((x - mean) ** 2).sum(axis=1))                       # (N, H, W)
+    for n in range(2):
+        faint = norm[n] < np.percentile(norm[n], 30)
+        assert 25 <= faint.sum() <= 35                                  # 30% of 100 pixels
+        np.testing.assert_allclose(y[n][:, faint], np.broadcast_to(mean[n, :, 0, 0], (faint.sum(), 3)).T, atol=0.05)
+        np.testing.assert_allclose(y[n][:, ~faint], x[n][:, ~faint], atol=0.05)
+    with pytest.raises(ValueError, match="percentile"):
+        R.percentile_clip(100)

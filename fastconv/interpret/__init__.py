@@ -33,14 +33,13 @@ from .figures import (checkerboard_figure, checkerboard_generated, conv_matrix_e
 from .objectives import Objective, channel, class_logit, direction, diversity, neuron  # noqa: E402
 from .param import fft_image, pixel_image  # noqa: E402
 from .regularizers import (clip_pixels, gaussian_blur, high_frequency_share, l2_decay,  # noqa: E402
-                           laplacian_pyramid_gradient, linf_penalty, lp_penalty)
+                           laplacian_pyramid_gradient, linf_penalty, lp_penalty, percentile_clip)
 from .render import VisResult, standard_transforms, visualize  # noqa: E402
 
 __all__ += ["figures", "objectives", "param", "regularizers", "Objective", "channel", "class_logit", "direction",
-            "diversity",
-            "neuron", "fft_image", "pixel_image", "clip_pixels", "gaussian_blur", "high_frequency_share", "l2_decay",
-            "laplacian_pyramid_gradient", "linf_penalty", "lp_penalty", "VisResult", "standard_transforms",
-            "visualize", "checkerboard_figure", "checkerboard_generated", "conv_matrix_example",
+            "diversity", "neuron", "fft_image", "pixel_image", "clip_pixels", "gaussian_blur", "high_frequency_share",
+            "l2_decay", "laplacian_pyramid_gradient", "linf_penalty", "lp_penalty", "percentile_clip", "VisResult",
+            "standard_transforms", "visualize", "checkerboard_figure", "checkerboard_generated", "conv_matrix_example",
             "conv_matrix_figure", "conv_stack", "feature_maps", "features_only", "first_layer_filters",
             "overlap_figure", "overlap_map", "receptive_field_figure", "smoothing_1d", "smoothing_1d_figure",
             "strided_conv_gradient"]

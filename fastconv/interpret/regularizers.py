@@ -11,7 +11,7 @@ forbids them. Three families of remedies, all here, act at three different place
 * ``on_gradient(grad)``: reshape the gradient before the update: :func:`laplacian_pyramid_gradient`
   (DeepDream's per-level normalization, which boosts low frequencies).
 * ``after_step(image_fn, step)``: change the image between steps (Yosinski et al., 2015):
-  :func:`gaussian_blur` every N steps, :func:`l2_decay`, :func:`clip_pixels`.
+  :func:`gaussian_blur` every N steps, :func:`l2_decay`, :func:`percentile_clip`, :func:`clip_pixels`.
 
 Every regularizer is a :class:`Regularizer` with those three hooks (each may do nothing), so
 a list of them is handed to :func:`fastconv.interpret.render.visualize` in any mix.
@@ -40,7 +40,7 @@ from fastconv.autograd import Tensor
 from fastconv.backends import get_xp
 
 __all__ = ["Regularizer", "lp_penalty", "linf_penalty", "l2_decay", "gaussian_blur",
-           "laplacian_pyramid_gradient", "clip_pixels", "gaussian_kernel", "blur",
+           "laplacian_pyramid_gradient", "percentile_clip", "clip_pixels", "gaussian_kernel", "blur",
            "laplacian_pyramid", "high_frequency_share"]
 
 
@@ -202,6 +202,39 @@ def gaussian_blur(sigma: float = 0.5, every: int = 4) -> Regularizer:
     few steps lets the objective rebuild the edges it really needs.
     """
     return _Blur(sigma, every)
+
+
+class _PercentileClip(Regularizer):
+    def __init__(self, percentile, every):
+        if not 0 <= percentile < 100 or every < 1:
+            raise ValueError(f"need 0 <= percentile < 100 and every >= 1, got percentile={percentile}, every={every}")
+        self.percentile, self.every = float(percentile), int(every)
+        self.name = f"clip pixels below the {self.percentile:g}th norm percentile (every {self.every} steps)"
+
+    def after_step(self, image_fn, step):
+        if step % self.every:
+            return
+        x = image_fn.pixels()
+        xp = get_xp(x)
+        mean = x.mean(axis=(2, 3), keepdims=True)
+        norm = xp.sqrt(((x - mean) ** 2).sum(axis=1, keepdims=True))                 # (N, 1, H, W)
+        cut = xp.percentile(norm.reshape(norm.shape[0], -1), self.percentile, axis=1).reshape(-1, 1, 1, 1)
+        image_fn.set_image(xp.where(norm < cut, mean, x))
+
+
+def percentile_clip(percentile: float = 20.0, every: int = 1) -> Regularizer:
+    """Every ``every`` steps, set the pixels of smallest norm to the image's mean colour.
+
+    A pixel's norm is the length of its deviation from the mean colour, over channels; the
+    pixels below the ``percentile``-th percentile of that norm, per image, are reset (Yosinski et
+    al., 2015, "clipping pixels with small norm"): the faint background the objective does not
+    need fades, and what remains is the part of the image that drives the feature.
+
+    Example:
+        >>> percentile_clip(30).name
+        'clip pixels below the 30th norm percentile (every 1 steps)'
+    """
+    return _PercentileClip(percentile, every)
 
 
 class _Clip(Regularizer):
