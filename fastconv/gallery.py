@@ -187,7 +187,8 @@ def _robin_variants(quick):
             ("L-inf penalty (smooth)", [R.linf_penalty(100.0, temperature=0.05)]),
             ("Gaussian blur 0.5 px / 4 steps", [R.gaussian_blur(0.5, every=4)]),
             ("Laplacian-pyramid gradient", [R.laplacian_pyramid_gradient(4)]),
-            ("pyramid + blur", [R.laplacian_pyramid_gradient(4), R.gaussian_blur(0.5, every=8)])]
+            ("pyramid + blur", [R.laplacian_pyramid_gradient(4), R.gaussian_blur(0.5, every=8)]),
+            ("blur + 20% small-norm clip", [R.gaussian_blur(0.5, every=4), R.percentile_clip(20, every=4)])]
 
 
 @demo("featvis", "feature visualization of the class 'robin' and of channels, without and with regularization, "
@@ -222,7 +223,8 @@ def demo_featvis(out, quick):
                      "L-inf penalties barely help, Gaussian blur and the Laplacian-pyramid gradient remove the "
                      "noise (the pyramid also grows larger structures), as does Lucid's spectral parameterization; "
                      "the smoother images reach higher logits and show the robin's orange breast and grey-brown "
-                     "feathers in patches."))
+                     "feathers in patches. Yosinski et al.'s clipping of the faintest pixels to the mean colour, "
+                     "on top of blur, keeps the background flat but costs logit."))
     layers = [("_blocks.2", 5, "early"), ("_blocks.8", 17, "middle"), ("_blocks.14", 42, "late")]
     items = []
     for layer, ch, depth in layers:
