@@ -40,6 +40,7 @@ import numpy as np
 from fastconv import ops
 from fastconv.autograd import Tensor
 from fastconv.backends import get_xp
+from fastconv.geometry import _positive
 from fastconv.interpret._common import (ProgressBar, as_batch, check_logits, check_targets, class_grad, get_host,
                                         inference, predict_logits, resolve_targets, unbatch)
 
@@ -459,13 +460,6 @@ def _window_starts(size: int, window: int, stride: int) -> list:
     return starts
 
 
-def _pair(value, name: str) -> tuple:
-    v = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(v) != 2 or not all(isinstance(t, (int, np.integer)) and not isinstance(t, bool) and t >= 1 for t in v):
-        raise ValueError(f"{name} must be an int >= 1 or a pair of them, got {value!r}")
-    return int(v[0]), int(v[1])
-
-
 def occlusion(model, x, target=None, window=16, stride=8, baseline=0.0, batch_size: int = 16,
               progress: bool = False) -> Attribution:
     """Occlusion: how much the target logit drops when a window of the input is replaced by a baseline.
@@ -500,7 +494,7 @@ def occlusion(model, x, target=None, window=16, stride=8, baseline=0.0, batch_si
     xb, batched = as_batch(x, model=model)
     xp = get_xp(xb)
     N, C, H, W = xb.shape
-    (wh, ww), (sh, sw) = _pair(window, "window"), _pair(stride, "stride")
+    (wh, ww), (sh, sw) = _positive(window, 2, "window"), _positive(stride, 2, "stride")
     if wh > H or ww > W:
         raise ValueError(f"window ({wh}, {ww}) is larger than the image ({H}, {W})")
     if batch_size < 1:
