@@ -206,7 +206,8 @@ def conv1d(x, weight, bias=None, stride=1, padding: PaddingArg = 0, dilation=1, 
         weight: (C_out, C_in/groups, K), same dtype.
         bias: optional (C_out,).
         stride, dilation: int >= 1.
-        padding: int, (low, high) pair as ``[(lo, hi)]``, 'valid' or 'same' (TF SAME, any stride).
+        padding: int, (low, high) pair as ``[(lo, hi)]``, 'valid', 'same' (TF SAME, any stride)
+            or 'full' (SciPy's: every partial overlap, length L + K - 1 at stride 1).
         groups: number of channel groups (groups == C_in: depthwise).
         algo: 'auto', 'direct', 'im2col' or 'fft' (CPU; 'implicit_gemm' on CUDA); all give the
             same result. 'auto' picks the FFT for long kernels (see ``conv2d``).
@@ -234,9 +235,9 @@ def conv2d(x, weight, bias=None, stride=1, padding: PaddingArg = 0, dilation=1, 
         weight: (C_out, C_in/groups, kh, kw), same dtype.
         bias: optional (C_out,).
         stride, dilation: int or (h, w), each >= 1.
-        padding: int, (h, w), ((top, bottom), (left, right)), 'valid' or 'same'
+        padding: int, (h, w), ((top, bottom), (left, right)), 'valid', 'same' or 'full'
             ('same' is TensorFlow's SAME at any stride: output ceil(in/stride), the odd pixel
-            of padding at the bottom/right).
+            of padding at the bottom/right; 'full' is SciPy's, k - 1 on every side).
         groups: channel groups; groups == C_in is a depthwise convolution.
         algo: 'auto', 'direct', 'im2col', 'winograd' (CPU; 3x3 kernels at stride 1 and
             dilation 1 only, and in float32 about 2e-6 of the output's scale from the exact

@@ -11,6 +11,8 @@ Formulas (per axis, ``k_eff = dilation * (k - 1) + 1``)::
     transposed out = (in - 1) * stride - pad_lo - pad_hi + k_eff + output_padding
     'same'         : out = ceil(in / stride), total pad = max((out-1)*stride + k_eff - in, 0),
                      pad_lo = total // 2, pad_hi = total - pad_lo  (the extra pixel goes high)
+    'full'         : pad_lo = pad_hi = k_eff - 1 (SciPy's mode='full': every partial overlap;
+                     out = in + k_eff - 1 at stride 1)
 
 Example:
     >>> import fastconv
@@ -128,8 +130,8 @@ def normalize_padding(padding: PaddingArg, n: int, in_size: Sequence[int], kerne
                       stride: Sequence[int], dilation: Sequence[int]) -> tuple[Pair, ...]:
     """Any accepted padding form -> n explicit (low, high) pairs.
 
-    Accepted: int; 'valid'; 'same'; a sequence of n ints (symmetric per axis); a sequence of n
-    (low, high) pairs; for 1-D also a single (low, high) pair given as ``[(lo, hi)]``.
+    Accepted: int; 'valid'; 'same'; 'full'; a sequence of n ints (symmetric per axis); a sequence
+    of n (low, high) pairs; for 1-D also a single (low, high) pair given as ``[(lo, hi)]``.
     """
     if isinstance(padding, str):
         mode = padding.lower()
@@ -137,7 +139,9 @@ def normalize_padding(padding: PaddingArg, n: int, in_size: Sequence[int], kerne
             return tuple((0, 0) for _ in range(n))
         if mode == "same":
             return tuple(same_padding(i, k, s, d) for i, k, s, d in zip(in_size, kernel, stride, dilation))
-        raise ValueError(f"padding must be an int, pairs, 'valid' or 'same', got {padding!r}")
+        if mode == "full":
+            return tuple((d * (k - 1), d * (k - 1)) for k, d in zip(kernel, dilation))
+        raise ValueError(f"padding must be an int, pairs, 'valid', 'same' or 'full', got {padding!r}")
     if isinstance(padding, int) and not isinstance(padding, bool):
         pairs = tuple((padding, padding) for _ in range(n))
     elif isinstance(padding, Sequence) and len(padding) == n:
@@ -152,8 +156,8 @@ def normalize_padding(padding: PaddingArg, n: int, in_size: Sequence[int], kerne
                 pairs.append((v, v))
         pairs = tuple(pairs)
     else:
-        raise ValueError(f"padding must be an int, {n} ints, {n} (low, high) pairs, 'valid' or "
-                         f"'same', got {padding!r}")
+        raise ValueError(f"padding must be an int, {n} ints, {n} (low, high) pairs, 'valid', 'same' or "
+                         f"'full', got {padding!r}")
     if any(v < 0 for pair in pairs for v in pair):
         raise ValueError(f"padding must be non-negative, got {padding!r}")
     return pairs
@@ -211,7 +215,7 @@ def conv_geometry(x_shape: Sequence[int], w_shape: Sequence[int], stride=1, padd
         x_shape: (N, C_in, L) or (N, C_in, H, W).
         w_shape: (C_out, C_in/groups, k) or (C_out, C_in/groups, kh, kw).
         stride, dilation: int or one int per spatial axis, each >= 1.
-        padding: int, per-axis ints, per-axis (low, high) pairs, 'valid' or 'same'.
+        padding: int, per-axis ints, per-axis (low, high) pairs, 'valid', 'same' or 'full'.
         groups: divides both C_in and C_out.
 
     Raises:

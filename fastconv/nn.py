@@ -400,7 +400,7 @@ class _ConvNd(Module):
 
 
 class Conv1d(_ConvNd):
-    """1-D convolution layer, as ``torch.nn.Conv1d`` (padding also 'same', 'valid' or [(lo, hi)])."""
+    """1-D convolution layer, as ``torch.nn.Conv1d`` (padding also 'same', 'valid', 'full' or [(lo, hi)])."""
     _sd = 1
 
     def forward(self, x):
@@ -415,7 +415,7 @@ class Conv2d(_ConvNd):
 
     Args:
         in_channels, out_channels, kernel_size (int or (kh, kw)), stride, padding (int, (h, w),
-        per-axis (low, high) pairs, 'valid' or 'same'), dilation, groups, bias,
+        per-axis (low, high) pairs, 'valid', 'same' or 'full'), dilation, groups, bias,
         padding_mode ('zeros', 'reflect', 'replicate', 'circular'), dtype (float32),
         activation (None, 'relu', 'relu6': applied in the convolution's own pass over its output).
 

@@ -154,7 +154,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, algo
     Args:
         x, weight, bias: Tensors (or arrays, treated as constants).
         stride, padding, dilation, groups, algo, padding_mode: as :func:`fastconv.functional.conv2d`
-            (padding int, (h, w), ((top, bottom), (left, right)), 'valid' or 'same').
+            (padding int, (h, w), ((top, bottom), (left, right)), 'valid', 'same' or 'full').
         activation: None, 'relu' or 'relu6', fused with the bias into the convolution
             (``relu6(conv2d(...))`` in one op; the gradient is masked where it clipped).
 

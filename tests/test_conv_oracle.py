@@ -210,6 +210,22 @@ def test_long_reductions_on_whole_image_columns(rng, monkeypatch, sliver, N, gro
         assert rel_err(gw, fastconv.grad.conv2d_weight(x, w.shape, gy, algo="direct", **kw)) < 1e-12
 
 
+@pytest.mark.parametrize("algo", ALGOS)
+def test_full_padding_is_scipys_full_mode(rng, algo):
+    from scipy import signal
+    x, k = rng.standard_normal(50), rng.standard_normal(7)
+    y = fastconv.conv1d(x[None, None], k[None, None], padding="full", algo=algo)[0, 0]
+    assert y.shape == (56,) and rel_err(y, np.correlate(x, k, mode="full")) < 1e-12
+    img, w = rng.standard_normal((9, 11)), rng.standard_normal((3, 4))
+    y2 = fastconv.conv2d(img[None, None], w[None, None], padding="full", algo=algo)[0, 0]
+    assert y2.shape == (11, 14) and rel_err(y2, signal.correlate2d(img, w, mode="full")) < 1e-12
+    # with stride and dilation: k_eff - 1 on every side
+    x4, w4 = rng.standard_normal((2, 4, 9, 8)), rng.standard_normal((6, 2, 3, 2))
+    y4 = fastconv.conv2d(x4, w4, stride=2, padding="full", dilation=2, groups=2, algo=algo)
+    assert rel_err(y4, ref_conv(x4, w4, (2, 2), [(4, 4), (2, 2)], (2, 2), 2)) < 1e-12
+    assert fastconv.output_shape(x4.shape, w4.shape, padding="full", groups=2) == (2, 6, 11, 9)
+
+
 @pytest.mark.parametrize("mode,np_mode", [("reflect", "reflect"), ("replicate", "edge"), ("circular", "wrap")])
 def test_padding_modes(rng, mode, np_mode):
     x = rng.standard_normal((2, 3, 7, 6))

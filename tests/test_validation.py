@@ -20,7 +20,7 @@ W = np.zeros((6, 4, 3, 3), np.float32)
     (lambda: fastconv.conv2d(X, W, stride=(1, 2, 3)), ValueError, ["stride"]),
     (lambda: fastconv.conv2d(X, W, dilation=-1), ValueError, ["dilation"]),
     (lambda: fastconv.conv2d(X, W, padding=-1), ValueError, ["padding", "non-negative"]),
-    (lambda: fastconv.conv2d(X, W, padding="full"), ValueError, ["padding", "'same'"]),
+    (lambda: fastconv.conv2d(X, W, padding="reflect"), ValueError, ["padding", "'full'"]),
     (lambda: fastconv.conv2d(X, W, padding=((1, 2, 3), (0, 0))), ValueError, ["padding pair"]),
     (lambda: fastconv.conv2d(X, W, dilation=5), ValueError, ["larger than the padded input", "(2, 4, 8, 8)"]),
     (lambda: fastconv.conv2d(X, np.zeros((6, 4, 9, 9), np.float32)), ValueError, ["larger than the padded"]),
