@@ -5,8 +5,8 @@ import pytest
 from fastconv import nn
 from fastconv.autograd import Tensor, no_grad
 from fastconv import ops
-from fastconv.interpret import (grad_cam, guided_backprop, input_x_gradient, integrated_gradients, occlusion,
-                                reduce_channels, saliency, smoothgrad)
+from fastconv.interpret import (grad_cam, guided_backprop, guided_grad_cam, input_x_gradient, integrated_gradients,
+                                occlusion, reduce_channels, saliency, smoothgrad)
 
 
 def tiny_net(seed=0):
@@ -255,6 +255,21 @@ def test_guided_backprop_through_fused_activations_and_relu6(rng):
     smooth = tiny_net()
     xs = rng.standard_normal((2, 2, 6, 6))
     np.testing.assert_allclose(guided_backprop(smooth, xs, 2).attr, saliency(smooth, xs, 2, abs=False).attr)
+
+
+def test_guided_grad_cam_is_the_product_of_its_two_parts(rng):
+    nn.manual_seed(6)
+    model = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1, dtype=np.float64), nn.ReLU(),
+                          nn.Conv2d(6, 8, 3, stride=2, padding=1, dtype=np.float64), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4, dtype=np.float64))
+    x = rng.standard_normal((2, 3, 8, 8))
+    ggc = guided_grad_cam(model, x, [1, 2], layer="3")
+    want = guided_backprop(model, x, [1, 2]).attr * grad_cam(model, x, [1, 2], layer="3").map[:, None]
+    np.testing.assert_allclose(ggc.attr, want, rtol=1e-12)
+    np.testing.assert_allclose(ggc.map, np.abs(want).max(axis=1))
+    assert ggc.low_res.shape == (2, 4, 4) and ggc.method == "guided_grad_cam"
+    one = guided_grad_cam(model, x[0], 1, layer="3")                  # an unbatched image
+    np.testing.assert_allclose(one.attr, want[0], rtol=1e-12)
 
 
 def test_guided_rectifiers_restores_the_ordinary_backward(rng):

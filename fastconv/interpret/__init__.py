@@ -3,7 +3,7 @@
 Attribution (Captum-shaped functions; each returns an :class:`Attribution` whose ``attr`` has
 the input's shape and whose ``map`` is (N, H, W)): :func:`saliency`, :func:`guided_backprop`,
 :func:`smoothgrad`, :func:`input_x_gradient`, :func:`integrated_gradients`, :func:`grad_cam`,
-:func:`occlusion`.
+:func:`guided_grad_cam`, :func:`occlusion`.
 
 Adversarial examples under an L-infinity budget in the units of x and ``bounds`` (pixel levels
 for 0..255 images): :func:`fgsm`, :func:`pgd`, :func:`eot_pgd` (Expectation Over
@@ -16,11 +16,11 @@ Example:
 """
 from . import transforms
 from .adversarial import AttackResult, eot_evaluate, eot_pgd, eps_from_fraction, fgsm, pgd
-from .saliency import (Attribution, grad_cam, guided_backprop, input_x_gradient, integrated_gradients, occlusion,
-                       reduce_channels, saliency, smoothgrad)
+from .saliency import (Attribution, grad_cam, guided_backprop, guided_grad_cam, input_x_gradient,
+                       integrated_gradients, occlusion, reduce_channels, saliency, smoothgrad)
 
 __all__ = ["saliency", "guided_backprop", "smoothgrad", "input_x_gradient", "integrated_gradients", "grad_cam",
-           "occlusion", "Attribution",
+           "guided_grad_cam", "occlusion", "Attribution",
            "reduce_channels", "fgsm", "pgd", "eot_pgd", "eot_evaluate", "AttackResult", "eps_from_fraction",
            "transforms"]
 

@@ -45,7 +45,7 @@ from fastconv.interpret._common import (ProgressBar, as_batch, check_logits, che
                                         inference, predict_logits, resolve_targets, unbatch)
 
 __all__ = ["Attribution", "saliency", "guided_backprop", "smoothgrad", "input_x_gradient", "integrated_gradients",
-           "grad_cam", "occlusion", "reduce_channels"]
+           "grad_cam", "guided_grad_cam", "occlusion", "reduce_channels"]
 
 
 def reduce_channels(attr, reduce: str = "max_abs"):
@@ -450,6 +450,32 @@ def grad_cam(model, x, target=None, layer: str = None, relu: bool = True) -> Att
     return Attribution(unbatch(up[:, None], batched), unbatch(up, batched), unbatch(tgt, batched),
                        unbatch(score, batched), "grad_cam", low_res=unbatch(cam, batched), reduce="none",
                        extra={"layer": layer})
+
+
+def guided_grad_cam(model, x, target=None, layer: str = None) -> Attribution:
+    """Guided Grad-CAM: Guided Backprop times the upsampled Grad-CAM map, pixel by pixel.
+
+    Grad-CAM says where the class is (coarse, class-discriminative), Guided Backprop which
+    fine details the network responds to (sharp, hardly class-specific); their product keeps
+    the details inside the class's region (Selvaraju et al.'s Guided Grad-CAM).
+
+    Args:
+        model, x, target: see the module docstring; layer: as :func:`grad_cam`.
+
+    Returns:
+        :class:`Attribution` with ``attr`` = guided gradient x Grad-CAM map (input's shape) and
+        ``map`` = max over channels of its absolute value; ``low_res`` is Grad-CAM's.
+
+    Example:
+        >>> ggc = guided_grad_cam(model, x, 'tabby', layer='_blocks.15')   # doctest: +SKIP
+
+    Reference: Selvaraju et al., "Grad-CAM", ICCV 2017, section 3.2.
+    """
+    cam = grad_cam(model, x, target, layer)
+    gb = guided_backprop(model, x, cam.target)
+    attr = gb.attr * cam.attr                     # (.., C, H, W) x (.., 1, H, W)
+    return Attribution(attr, reduce_channels(attr, "max_abs"), cam.target, cam.score, "guided_grad_cam",
+                       low_res=cam.low_res, extra={"layer": cam.extra["layer"]})
 
 
 def _window_starts(size: int, window: int, stride: int) -> list:
