@@ -235,9 +235,8 @@ def _pointwise(x, out, dydx, op, rectifier: bool = False):
     if not (is_grad_enabled() and x.requires_grad):
         return Tensor(out)
     d = dydx()
-    if rectifier:
-        return Tensor._make(out, (x,), lambda g: (_rectified(g) * d,), op)
-    return Tensor._make(out, (x,), lambda g: (g * d,), op)
+    incoming = _rectified if rectifier else (lambda g: g)
+    return Tensor._make(out, (x,), lambda g: (incoming(g) * d,), op)
 
 
 def relu(x) -> Tensor:
