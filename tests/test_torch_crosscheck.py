@@ -73,7 +73,8 @@ def test_conv_transpose2d_and_gradients_match_pytorch(geometry, algo, data):
     # PyTorch's transposed convolution takes symmetric padding: the low side of each pair
     padding = tuple(min(lo, d * (kk - 1)) for (lo, _), kk, d in zip(pads, k, dil))
     op = tuple(data.draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dil))
-    out = [(s_ - 1) * st_ - 2 * p + d * (kk - 1) + 1 + o for s_, st_, p, d, kk, o in zip(size, stride, padding, dil, k, op)]
+    out = [(n - 1) * s_ - 2 * p + d * (kk - 1) + 1 + o
+           for n, s_, p, d, kk, o in zip(size, stride, padding, dil, k, op)]
     assume(min(out) >= 1)
     rng = np.random.default_rng(8)
     x = rng.standard_normal((n, groups * cin_g) + size).astype(dtype)
