@@ -294,7 +294,7 @@ def _occlusion_by_hand(model, x, cls, wh, ww, starts_h, starts_w, baseline):
             xo[:, :, y0:y0 + wh, x0:x0 + ww] = baseline
             total[:, y0:y0 + wh, x0:x0 + ww] += (f0 - logit(model, xo, cls))[:, None, None]
             count[y0:y0 + wh, x0:x0 + ww] += 1
-    return total / count
+    return np.divide(total, count, out=np.zeros_like(total), where=count > 0)   # never covered: 0
 
 
 def test_occlusion_is_the_mean_drop_over_covering_windows(net, x):
@@ -318,6 +318,13 @@ def test_occlusion_of_a_linear_model_is_the_window_mean_of_w_times_x(rng):
     np.testing.assert_allclose(occ.map, np.full((4, 4), contrib.sum()), rtol=1e-12)
     occ1 = occlusion(model, x[0], 2, window=1, stride=1)                        # one pixel at a time
     np.testing.assert_allclose(occ1.map, contrib, rtol=1e-12, atol=1e-14)
+
+
+def test_occlusion_with_a_stride_beyond_the_window_leaves_gaps_at_zero(net, x):
+    occ = occlusion(net, x, [1, 3], window=2, stride=4)              # windows at 0 and 4 on each axis
+    want = _occlusion_by_hand(net, x, np.array([1, 3]), 2, 2, [0, 4], [0, 4], 0.0)
+    assert np.isfinite(occ.map).all() and np.all(occ.map[:, 2:4, :] == 0) and np.all(occ.map[:, :, 2:4] == 0)
+    np.testing.assert_allclose(occ.map, want, rtol=1e-12, atol=1e-12)
 
 
 def test_occlusion_checks_its_arguments_and_reports_progress(net, x, capsys):

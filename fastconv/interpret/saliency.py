@@ -494,7 +494,9 @@ def occlusion(model, x, target=None, window=16, stride=8, baseline=0.0, batch_si
     position's drop f(x) - f(x with the window set to the baseline) is credited to the pixels
     it covered, and each pixel's attribution is the mean drop over the windows that covered
     it (Captum's ``Occlusion`` with ``sliding_window_shapes=(C, h, w)``). The last window of
-    each row and column lies flush with the image's edge, so every pixel is covered. No
+    each row and column lies flush with the image's edge, so with ``stride <= window`` every
+    pixel is covered; a larger stride leaves pixels between windows that are never occluded,
+    and their attribution is 0. No
     gradient is taken: the map also shows what a saturated or flat region of the model means.
     Costs one forward per window position and item, ``batch_size`` images at a time.
 
@@ -553,7 +555,7 @@ def occlusion(model, x, target=None, window=16, stride=8, baseline=0.0, batch_si
                 total[i, y0:y0 + wh, x0:x0 + ww] += score[i] - float(out[j])
             if bar:
                 bar(s + len(chunk))
-    drop = (total / xp.asarray(covered)).astype(xb.dtype)
+    drop = (total / xp.asarray(np.maximum(covered, 1))).astype(xb.dtype)     # never covered: 0
     attr = xp.broadcast_to(drop[:, None], xb.shape).copy()
     return Attribution(unbatch(attr, batched), unbatch(drop, batched), unbatch(tgt, batched),
                        unbatch(score, batched), "occlusion", reduce="none",
