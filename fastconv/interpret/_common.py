@@ -6,8 +6,6 @@ through these helpers so that every error names the argument and the shapes the 
 from __future__ import annotations
 
 import numbers
-import sys
-import time
 
 import numpy as np
 
@@ -147,24 +145,3 @@ def get_host(a) -> np.ndarray:
     """A NumPy copy of a NumPy or CuPy array."""
     get = getattr(a, "get", None)
     return get() if callable(get) and not isinstance(a, np.ndarray) else np.asarray(a)
-
-
-class ProgressBar:
-    """A plain-text progress bar on stderr (no tqdm): ``[#####.....] 32/64 label value 3.2s``."""
-
-    def __init__(self, total: int, label: str = "", width: int = 24, stream=None):
-        self.total, self.label, self.width = max(int(total), 1), label, width
-        self.stream = sys.stderr if stream is None else stream
-        self.start = self.last = time.perf_counter()
-
-    def __call__(self, done: int, text: str = "") -> None:
-        now = time.perf_counter()
-        if done < self.total and now - self.last < 0.2:
-            return
-        self.last = now
-        filled = int(self.width * done / self.total)
-        self.stream.write(f"\r  [{'#' * filled}{'.' * (self.width - filled)}] {done}/{self.total} "
-                          f"{self.label} {text} {now - self.start:5.1f}s")
-        if done >= self.total:
-            self.stream.write("\n")
-        self.stream.flush()

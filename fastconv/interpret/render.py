@@ -33,9 +33,10 @@ import numpy as np
 from fastconv import nn, optim
 from fastconv.autograd import Tensor, no_grad
 from fastconv.backends import get_xp, to_device
-from fastconv.interpret._common import ProgressBar, model_device
+from fastconv.interpret._common import model_device
 from fastconv.interpret.objectives import Objective
 from fastconv.interpret.param import ImageFunction, pixel_image
+from fastconv.progress import ProgressBar
 
 __all__ = ["visualize", "VisResult", "standard_transforms", "ProgressBar"]
 

@@ -41,8 +41,9 @@ from fastconv import ops
 from fastconv.autograd import Tensor
 from fastconv.backends import get_xp
 from fastconv.geometry import _positive
-from fastconv.interpret._common import (ProgressBar, as_batch, check_logits, check_targets, class_grad, get_host,
-                                        inference, predict_logits, resolve_targets, unbatch)
+from fastconv.interpret._common import (as_batch, check_logits, check_targets, class_grad, get_host, inference,
+                                        predict_logits, resolve_targets, unbatch)
+from fastconv.progress import ProgressBar
 
 __all__ = ["Attribution", "saliency", "guided_backprop", "smoothgrad", "input_x_gradient", "integrated_gradients",
            "grad_cam", "guided_grad_cam", "occlusion", "reduce_channels"]

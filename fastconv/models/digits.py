@@ -16,13 +16,13 @@ Example:
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 import numpy as np
 
 from fastconv import nn, ops, optim
 from fastconv.autograd import Tensor, no_grad
+from fastconv.progress import ProgressBar
 
 DEFAULT_WEIGHTS = os.path.join("out", "digits", "digits_cnn.npz")
 
@@ -49,25 +49,6 @@ def predict(model: nn.Module, x: np.ndarray, batch_size: int = 512) -> np.ndarra
 def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
     """Share of images of x whose predicted class is y."""
     return float((predict(model, x) == y).mean())
-
-
-class _Bar:
-    """A plain-text progress bar on stderr, redrawn at most ten times a second."""
-
-    def __init__(self, total: int, width: int = 30):
-        self.total, self.width, self.start, self.last = total, width, time.perf_counter(), -1.0
-
-    def __call__(self, done: int, text: str) -> None:
-        now = time.perf_counter()
-        if done < self.total and now - self.last < 0.1:
-            return
-        self.last = now
-        filled = int(self.width * done / self.total)
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {done}/{self.total} {text} "
-                         f"{now - self.start:5.1f}s")
-        if done == self.total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
 
 
 def train_digits(epochs: int = 10, seed: int = 0, progress: bool = True, batch_size: int = 64,
@@ -97,7 +78,7 @@ def train_digits(epochs: int = 10, seed: int = 0, progress: bool = True, batch_s
     sched = optim.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
     history = {"loss": [], "epoch_loss": [], "train_acc": [], "test_acc": [], "seconds": 0.0}
     start = time.perf_counter()
-    bar = _Bar(epochs * steps_per_epoch) if progress else None
+    bar = ProgressBar(epochs * steps_per_epoch, width=30, interval=0.1) if progress else None
     for epoch in range(epochs):
         model.train()
         order = rng.permutation(len(d.x_train))
