@@ -2,11 +2,12 @@
 
 Building the whole column matrix first and multiplying it afterwards streams K*K copies of the
 input through main memory twice; here a tile of ``rows`` output rows is unfolded into a buffer
-small enough to stay in the core's L2 cache and is consumed by a single-threaded BLAS GEMM
-(``np.dot``, which Numba lowers to SciPy's BLAS) right away. Parallelism is over tiles: the
-tasks are split into ``nchunks`` contiguous chunks, one per thread, so every chunk allocates its
-buffers once. The caller keeps BLAS single-threaded while these run (two levels of threads
-would oversubscribe the cores).
+small enough to stay in the core's L2 cache and is consumed by a single-threaded GEMM right
+away: fastconv's own (``microgemm``) for the forward and the input gradient, SciPy's BLAS for
+the weight gradient, whose product dy @ columns^T takes a transposed operand. Parallelism is
+over tiles: the tasks are split into ``nchunks`` contiguous chunks, one per thread, so every
+chunk allocates its buffers once. The caller keeps BLAS single-threaded while these run (two
+levels of threads would oversubscribe the cores).
 
 Weights arrive grouped: ``wm`` is (G, Og, Kg) with Kg = Cg*KH*KW and rows ordered (c, i, j),
 the order ``im2col.im2col`` writes.
@@ -14,8 +15,9 @@ the order ``im2col.im2col`` writes.
 import numpy as np
 from numba import njit, prange
 
+from . import microgemm
 from ._blas import gemm
-from ._common import U, clip, compile_both, parallel_kernel
+from ._common import compile_both, parallel_kernel
 from .im2col import fill_row, fold_taps
 
 
@@ -70,13 +72,10 @@ def conv_forward(x, wm, y, bias, lo, hi, rows, nchunks, KH, KW, sh, sw, dh, dw, 
             n, g, y0, y1, cols = _task_columns(x, colbuf, task, nty, G, Kg, rows, Ho, Wo,
                                                KH, KW, sh, sw, dh, dw, ph, pw)
             P = cols.shape[1]
-            # the tile's output rows are contiguous in every plane: write them in place
-            gemm(False, False, Og, P, Kg, wm[g], Kg, cols, P, y[n, g * Og:, y0:], Ho * Wo, 0.0)
-            for o in range(g * Og, (g + 1) * Og):      # the epilogue, while the tile is in cache
-                b = bias[o]
-                dst = y[n, o, y0:y1].reshape(P)
-                for t in range(P):
-                    dst[U(t)] = clip(dst[U(t)] + b, lo, hi)
+            # the tile's output rows are contiguous in every plane: write them in place, with
+            # the epilogue applied block by block inside the GEMM
+            microgemm.gemm_bias_clip(Og, P, Kg, wm[g], Kg, cols, P, y[n, g * Og:, y0:], Ho * Wo,
+                                     bias[g * Og:], lo, hi)
 
 
 @parallel_kernel()
@@ -99,7 +98,7 @@ def conv_grad_input(dy, wt, dx, rows, KH, KW, sh, sw, dh, dw, ph, pw):
             y1 = min(Ho, y0 + rows)
             P = (y1 - y0) * Wo
             cols = colbuf[:Kg * P].reshape((Kg, P))
-            gemm(False, False, Kg, P, Og, wt[g], Og, dy[n, g * Og:, y0:], Ho * Wo, cols, P, 0.0)
+            microgemm.gemm(False, Kg, P, Og, wt[g], Og, dy[n, g * Og:, y0:], Ho * Wo, cols, P, 0.0)
             _fold(cols, dx, n, g * Cg, Cg, y0, y1, KH, KW, sh, sw, dh, dw, ph, pw, Wo)
 
 
