@@ -14,12 +14,13 @@ arithmetic): on float32 data the result differs from an exact convolution by abo
 largest value (F(2x2, 3x3) and direct summation: 3e-7; the points +-2, +-1/2 instead: 7e-6).
 
 Each thread takes a run of tile rows (across images), transforms them into an L2-sized V,
-multiplies with a single-threaded GEMM and transforms back straight into the output. The
+multiplies with a single-threaded GEMM (``microgemm``) and transforms back straight into the output. The
 transforms below are written out (they are constants): the loops over tiles then vectorize.
 """
 import numpy as np
 from numba import njit, prange
 
+from . import microgemm
 from ._common import FASTMATH, U, clip
 
 #: Output tile (M) and input tile (ALPHA = M + 3 - 1) edge.
@@ -224,7 +225,7 @@ def conv_forward(x, u, y, bias, lo, hi, band, nchunks, ph, pw):
                 for c in range(C):
                     _input_tiles(x, v, n, c, ty, (r - r0) * ntx, ntx, ph, pw, rows, tmp)
             for ab in range(ALPHA * ALPHA):
-                np.dot(u[ab], v[ab], m[ab])
+                microgemm.gemm(False, Co, T, C, u[ab], C, v[ab], T, m[ab], T, 0.0)
             for r in range(r0, r1):
                 n, ty = r // nty, r % nty
                 for o in range(Co):
