@@ -3,7 +3,24 @@ import os
 import sys
 import tempfile
 
-os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(tempfile.gettempdir(), "fastconv-numba-cache"))
+
+
+def _kernel_sources_digest() -> str:
+    """A digest of kernels/cpu/*.py. Numba revalidates a cached kernel against its own file
+    only, not the files whose functions it inlines or calls (gemm.py calls microgemm.py and
+    im2col.py), so an edit to one of those would leave stale machine code in a fixed cache."""
+    import glob
+    import hashlib
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "kernels", "cpu")
+    h = hashlib.sha1()
+    for path in sorted(glob.glob(os.path.join(root, "*.py"))):
+        with open(path, "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()[:12]
+
+
+os.environ.setdefault("NUMBA_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), f"fastconv-numba-cache-{_kernel_sources_digest()}"))
 sys.path.insert(0, os.path.dirname(__file__))  # tests/oracle.py
 
 import numpy as np  # noqa: E402
