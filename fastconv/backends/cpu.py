@@ -18,12 +18,15 @@ runs its own phase-plane kernel, ``kernels/cpu/depthwise.py``), ``'winograd'`` (
 weight gradient runs im2col), ``'fft'`` (``kernels/cpu/fft.py``: products of spectra, for long
 kernels; any geometry) and ``'im2col'``: each Numba
 thread unfolds cache-sized tiles of output rows and multiplies them with a single-threaded GEMM
-(``kernels/cpu/gemm.py``), so BLAS threads never run beside Numba's. Three exceptions use the
-multi-threaded BLAS directly: a pointwise 1x1 convolution (one batched matmul on the input as
-it lies, no copy); the input gradient of a batch with fewer (image, group) pairs than twice
-the threads, whose column tiles would overlap; and a long reduction whose cache-sized tiles
-would be slivers of a few dozen pixels (``MIN_TILE_COLUMNS``). The last two run on whole-image
-columns in a reused workspace.
+(``kernels/cpu/gemm.py``; fastconv's own ``microgemm`` for the forward and the input gradient,
+BLAS for the weight gradient, kept single-threaded so BLAS threads never run beside Numba's).
+Some convolutions run on whole-image columns in a reused workspace instead: the input gradient
+of a batch with fewer (image, group) pairs than twice the threads, whose column tiles would
+overlap; a long reduction whose cache-sized tiles would be slivers of a few dozen pixels
+(``MIN_TILE_COLUMNS``); and a short reduction with a large output (``SHORT_REDUCTION``). Their
+products run as ``gemm.matmul`` (microgemm, parallel over column panels), and their weight
+gradients as NumPy matmuls on BLAS's threads. A pointwise 1x1 convolution is one batched
+NumPy matmul on the input as it lies, no copy.
 
 A convolution of fewer than ``SERIAL_MACS`` (2^21) multiply-adds runs each kernel's serial twin
 on the calling thread (``for_work``), in whole tiles: waking the workqueue threads costs 25-31 us
@@ -54,10 +57,10 @@ WORKSPACE_BYTES = 32 * 1024 * 1024
 #: Bytes of one thread's column tile in the tiled GEMM path (kept well inside a core's L2 cache).
 TILE_BYTES = 512 * 1024
 #: Below this reduction length (C_in/groups * kh * kw), with an output of 4 MiB or more per
-#: image, the forward GEMM is bound by writing its output, and the tiled path's extra pass to
-#: copy tiles into place costs more than it saves: one multi-threaded matmul on whole-image
-#: columns runs instead (measured: a2, 27 x 64 x 224^2, 4.0 -> 2.7 ms; the Lite0 stem, with a
-#: 1.6 MiB output, stays faster tiled, 0.9 vs 1.2 ms).
+#: image, whole-image columns and one parallel product beat the tiles (measured with BLAS: a2,
+#: 27 x 64 x 224^2, 4.0 -> 2.7 ms, the Lite0 stem, with a 1.6 MiB output, stays faster tiled,
+#: 0.9 vs 1.2 ms; with microgemm on both paths, a2 still 2.23 vs 2.40 ms at 1 thread and
+#: 2.34 vs 2.55-3.57 at 2, medians).
 SHORT_REDUCTION = 64
 BATCHED_OUTPUT_BYTES = 4 * 2**20
 #: A column tile of fewer output pixels than this is a sliver: a long reduction (C_in/groups *
@@ -304,8 +307,14 @@ def _pointwise(x, wm, out_shape):
     return y.reshape(out_shape)
 
 
+def _matmul_panel(P: int, planes: int) -> int:
+    """Columns per task of ``gemm.matmul``: whole 64-column panels, at least two tasks per thread."""
+    per_plane = -(-2 * numba.get_num_threads() // planes)
+    return -(-P // per_plane // 64) * 64
+
+
 def _batched_forward(x, wm, g: ConvGeometry):
-    """Whole-image columns in the reused workspace, then one multi-threaded matmul per batch tile.
+    """Whole-image columns in the reused workspace, then one parallel ``gemm.matmul`` per batch tile.
 
     For a short reduction on a large image (few input channels, e.g. an RGB stem at full
     resolution) the GEMM is bound by writing its output, not by arithmetic (see SHORT_REDUCTION);
@@ -315,21 +324,20 @@ def _batched_forward(x, wm, g: ConvGeometry):
     G, Wo = g.groups, g.out_size[1]
     Kg = (g.C_in // G) * g.kernel[0] * g.kernel[1]
     yv = y.reshape(g.N, G, g.C_out // G, -1)
+    wmc = np.ascontiguousarray(wm)
     sh, sw, dh, dw, ph, pw = _geom_ints(g)
     for n0, B, y0, y1 in _tiles(g, x.dtype):
         P = (y1 - y0) * Wo
         cols = _workspace(B * G * Kg * P, x.dtype).reshape(B, G * Kg, P)
         _im2col.im2col(x, cols, n0, y0, y1, g.kernel[0], g.kernel[1], sh, sw, dh, dw, ph, pw, Wo)
-        dst = yv[n0:n0 + B, :, :, y0 * Wo:y1 * Wo]
-        res = np.matmul(wm, cols.reshape(B, G, Kg, P), out=dst if dst.flags.c_contiguous else None)
-        if res is not dst:
-            dst[...] = res
+        for_work(gemm.matmul, g.macs)(wmc, cols.reshape(B, G, Kg, P), 0, 0, yv, n0, y0 * Wo, B, P,
+                                      _matmul_panel(P, B * G))
     return y
 
 
 def _batched_grad_input(dy, wt, g: ConvGeometry):
-    """dx = col2im(wt @ dy) on whole-image columns: one multi-threaded matmul per batch tile,
-    then a fold parallel over (image, channel) planes. ``wt`` is (G, Kg, Og)."""
+    """dx = col2im(wt @ dy) on whole-image columns: one parallel ``gemm.matmul`` per batch tile,
+    then a fold parallel over (image, channel) planes. ``wt`` is (G, Kg, Og), C-contiguous."""
     dx = np.zeros(g.x_shape, dy.dtype)
     G, Kg, Wo = g.groups, wt.shape[1], g.out_size[1]
     sh, sw, dh, dw, ph, pw = _geom_ints(g)
@@ -337,7 +345,7 @@ def _batched_grad_input(dy, wt, g: ConvGeometry):
     for n0, B, y0, y1 in _tiles(g, dy.dtype):
         P = (y1 - y0) * Wo
         cols = _workspace(B * G * Kg * P, dy.dtype).reshape(B, G, Kg, P)
-        np.matmul(wt, dyv[n0:n0 + B, :, :, y0 * Wo:y1 * Wo], out=cols)
+        for_work(gemm.matmul, g.macs)(wt, dyv, n0, y0 * Wo, cols, 0, 0, B, P, _matmul_panel(P, B * G))
         for_work(_im2col.col2im, g.macs)(cols.reshape(B, G * Kg, P), dx, n0, y0, y1,
                                          g.kernel[0], g.kernel[1], sh, sw, dh, dw, ph, pw, Wo)
     return dx
@@ -463,7 +471,7 @@ def conv_grad_input(dy, w, g: ConvGeometry, algo: str):
         return _winograd(dy, wf, g.x_shape, 2 - g.padding[0][0], 2 - g.padding[1][0],
                          _kernel_epilogue(None, dy.dtype, g.C_in))
     G = g.groups
-    wt = np.swapaxes(_wmat(w, g), 1, 2)                       # (G, Kg, Og)
+    wt = np.ascontiguousarray(np.swapaxes(_wmat(w, g), 1, 2))  # (G, Kg, Og)
     if g.is_pointwise:
         return _pointwise(dy, wt, g.x_shape)
     # too few (image, group) pairs to share out, or sliver tiles: whole-image columns
@@ -472,7 +480,7 @@ def conv_grad_input(dy, w, g: ConvGeometry, algo: str):
     dx = np.zeros(g.x_shape, dy.dtype)
     rows = _tile_rows(g, dy.dtype, g.N * G)
     with single_threaded_blas():
-        for_work(gemm.conv_grad_input, g.macs)(dy, np.ascontiguousarray(wt), dx, rows,
+        for_work(gemm.conv_grad_input, g.macs)(dy, wt, dx, rows,
                                                g.kernel[0], g.kernel[1], *_geom_ints(g))
     return dx
 
