@@ -238,7 +238,7 @@ def gemm(trans_a, m, n, k, a, lda, b, ldb, c, ldc, beta):
         a_rs, a_ks = (i64(1), i64(lda)) if trans_a else (i64(lda), i64(1))
         gemm_flat(i64(m), i64(n), i64(k), flat(a, max(0, (m - 1) * a_rs + (k - 1) * a_ks + 1)), a_rs, a_ks,
                   flat(b, max(0, (k - 1) * ldb + n)), i64(ldb), flat(c, (m - 1) * ldc + n), i64(ldc), float(beta),
-                  False, c[:0].ravel(), -np.inf, np.inf)
+                  False, np.empty(0, c.dtype), -np.inf, np.inf)
 
 
 @njit(inline="always")
