@@ -18,8 +18,7 @@ runs its own phase-plane kernel, ``kernels/cpu/depthwise.py``), ``'winograd'`` (
 weight gradient runs im2col), ``'fft'`` (``kernels/cpu/fft.py``: products of spectra, for long
 kernels; any geometry) and ``'im2col'``: each Numba
 thread unfolds cache-sized tiles of output rows and multiplies them with a single-threaded GEMM
-(``kernels/cpu/gemm.py``; fastconv's own ``microgemm`` for the forward and the input gradient,
-BLAS for the weight gradient, kept single-threaded so BLAS threads never run beside Numba's).
+(``kernels/cpu/gemm.py``, on fastconv's own ``kernels/cpu/microgemm.py``).
 Some convolutions run on whole-image columns in a reused workspace instead: the input gradient
 of a batch with fewer (image, group) pairs than twice the threads, whose column tiles would
 overlap; a long reduction whose cache-sized tiles would be slivers of a few dozen pixels
@@ -34,11 +33,7 @@ here, and splitting such a problem among threads cuts its GEMMs into slivers.
 """
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import functools
-import glob
-import os
 import threading
 
 import numba
@@ -67,7 +62,7 @@ BATCHED_OUTPUT_BYTES = 4 * 2**20
 #: kh * kw in the thousands) leaves few columns in TILE_BYTES, and when the weight matrix does
 #: not fit in cache beside the tile (more than TILE_BYTES), each sliver's GEMM streams it again
 #: (the weight gradient: its whole partial sum) for little work. Such convolutions run on
-#: whole-image columns with the multi-threaded BLAS instead. Measured (3x3, 2 threads): N=1 at
+#: whole-image columns instead (measured when their product was BLAS's; 3x3, 2 threads): N=1 at
 #: 28x28, 512 channels 33.6 -> 19.9 ms forward, 22.1 -> 16.6 weight gradient; N=1 128 channels
 #: at 14x14 forward 1.08 -> 0.52 ms; N=8 256 channels at 14x14, input gradient 16.5 -> 7.8 ms.
 #: 64 channels at 28x28 (224-pixel tiles) stays faster tiled: 0.44 vs 0.54 ms; so do 16 -> 16
@@ -175,54 +170,10 @@ def _check_winograd(g: ConvGeometry) -> None:
             f"groups={g.groups} ({g.spatial_dims}-D): use algo='auto', 'im2col' or 'direct'")
 
 
-def _find_numba_blas_setter():
-    """openblas_set_num_threads of the BLAS that Numba's np.dot calls (SciPy's), or None."""
-    import scipy
-    import scipy.linalg.cython_blas  # noqa: F401  (loads the library)
-    libdir = os.path.join(os.path.dirname(os.path.dirname(scipy.__file__)), "scipy.libs")
-    for path in glob.glob(os.path.join(libdir, "*openblas*")):
-        lib = ctypes.CDLL(path)
-        for prefix in ("scipy_openblas", "openblas"):
-            setter = getattr(lib, prefix + "_set_num_threads", None)
-            getter = getattr(lib, prefix + "_get_num_threads", None)
-            if setter is not None and getter is not None:
-                getter.restype = ctypes.c_int
-                return setter, getter
-    return None
-
-
-_blas_threads = None
-
-
-@contextlib.contextmanager
-def single_threaded_blas():
-    """Run the tiled kernels with one BLAS thread per Numba thread (no nested oversubscription).
-
-    If SciPy's OpenBLAS cannot be found (another BLAS vendor), nothing is changed: the result
-    is the same, only the threads may oversubscribe the cores.
-    """
-    global _blas_threads
-    if _blas_threads is None:
-        try:
-            _blas_threads = _find_numba_blas_setter() or False
-        except (OSError, ImportError):
-            _blas_threads = False
-    if not _blas_threads:
-        yield
-        return
-    setter, getter = _blas_threads
-    before = getter()
-    setter(1)
-    try:
-        yield
-    finally:
-        setter(before)
-
-
 def _tile_rows(g: ConvGeometry, dtype, tasks_per_row_tile: int) -> int:
     """Output rows per tile: fit TILE_BYTES, but leave at least two tiles per thread when the
     kernel runs in parallel. A serial run (see ``_common.for_work``) takes whole tiles: every
-    tile costs a BLAS call and the setup of its Cg*KH*KW column rows. The tiles of an image are
+    tile costs a GEMM call and the setup of its Cg*KH*KW column rows. The tiles of an image are
     then evened out (28 rows in tiles of 9 would leave a last tile of one row: 7, 7, 7, 7)."""
     Ho, Wo = g.out_size
     kg = (g.C_in // g.groups) * g.kernel[0] * g.kernel[1]
@@ -375,9 +326,8 @@ def _tiled_forward(x, wm, g: ConvGeometry, ep):
     y = np.empty(g.y_shape, x.dtype)
     rows = _tile_rows(g, x.dtype, g.N * g.groups)
     nchunks = _chunks(g, g.N * g.groups * -(-g.out_size[0] // rows))
-    with single_threaded_blas():
-        for_work(gemm.conv_forward, g.macs)(x, np.ascontiguousarray(wm), y, *ep, rows, nchunks,
-                                            g.kernel[0], g.kernel[1], *_geom_ints(g))
+    for_work(gemm.conv_forward, g.macs)(x, np.ascontiguousarray(wm), y, *ep, rows, nchunks,
+                                        g.kernel[0], g.kernel[1], *_geom_ints(g))
     return y
 
 
@@ -397,8 +347,7 @@ def _winograd(x, w, out_shape, pad_h: int, pad_w: int, ep):
     band = max(1, WINOGRAD_BYTES // (36 * (C + Co) * ntx * x.itemsize))
     band = min(band, max(1, N * nty // (2 * threads)))
     nchunks = min(threads, -(-N * nty // band))
-    with single_threaded_blas():
-        winograd.conv_forward(x, u, y, *ep, band, nchunks, pad_h, pad_w)
+    winograd.conv_forward(x, u, y, *ep, band, nchunks, pad_h, pad_w)
     return y
 
 
@@ -479,9 +428,8 @@ def conv_grad_input(dy, w, g: ConvGeometry, algo: str):
         return _batched_grad_input(dy, wt, g)
     dx = np.zeros(g.x_shape, dy.dtype)
     rows = _tile_rows(g, dy.dtype, g.N * G)
-    with single_threaded_blas():
-        for_work(gemm.conv_grad_input, g.macs)(dy, wt, dx, rows,
-                                               g.kernel[0], g.kernel[1], *_geom_ints(g))
+    for_work(gemm.conv_grad_input, g.macs)(dy, wt, dx, rows,
+                                           g.kernel[0], g.kernel[1], *_geom_ints(g))
     return dx
 
 
@@ -506,11 +454,9 @@ def conv_grad_weight(x, dy, g: ConvGeometry, algo: str):
     Kg = (g.C_in // G) * g.kernel[0] * g.kernel[1]
     rows = _tile_rows(g, x.dtype, g.N * G)
     nchunks = _chunks(g, g.N * G * -(-g.out_size[0] // rows))
-    partial = np.zeros((nchunks, G, g.C_out // G, Kg), x.dtype)
-    with single_threaded_blas():
-        for_work(gemm.conv_grad_weight, g.macs)(x, dy, partial, rows, g.kernel[0], g.kernel[1],
-                                                *_geom_ints(g))
-    return partial.sum(axis=0).reshape(g.w_shape)
+    partial = np.zeros((nchunks, G, Kg, g.C_out // G), x.dtype)
+    for_work(gemm.conv_grad_weight, g.macs)(x, dy, partial, rows, g.kernel[0], g.kernel[1], *_geom_ints(g))
+    return np.ascontiguousarray(partial.sum(axis=0).transpose(0, 2, 1)).reshape(g.w_shape)
 
 
 def bias_clip_(y, bias, lo: float, hi: float) -> None:

@@ -2,12 +2,9 @@
 
 Building the whole column matrix first and multiplying it afterwards streams K*K copies of the
 input through main memory twice; here a tile of ``rows`` output rows is unfolded into a buffer
-small enough to stay in the core's L2 cache and is consumed by a single-threaded GEMM right
-away: fastconv's own (``microgemm``) for the forward and the input gradient, SciPy's BLAS for
-the weight gradient, whose product dy @ columns^T takes a transposed operand. Parallelism is
-over tiles: the tasks are split into ``nchunks`` contiguous chunks, one per thread, so every
-chunk allocates its buffers once. The caller keeps BLAS single-threaded while these run (two
-levels of threads would oversubscribe the cores).
+small enough to stay in the core's L2 cache and is consumed by a single-threaded GEMM
+(fastconv's own, ``microgemm``) right away. Parallelism is over tiles: the tasks are split into
+``nchunks`` contiguous chunks, one per thread, so every chunk allocates its buffers once.
 
 Weights arrive grouped: ``wm`` is (G, Og, Kg) with Kg = Cg*KH*KW and rows ordered (c, i, j),
 the order ``im2col.im2col`` writes.
@@ -16,7 +13,6 @@ import numpy as np
 from numba import njit, prange
 
 from . import microgemm
-from ._blas import gemm
 from ._common import compile_both, parallel_kernel
 from .im2col import fill_row, fold_taps
 
@@ -104,23 +100,31 @@ def conv_grad_input(dy, wt, dx, rows, KH, KW, sh, sw, dh, dw, ph, pw):
 
 @parallel_kernel()
 def conv_grad_weight(x, dy, partial, rows, KH, KW, sh, sw, dh, dw, ph, pw):
-    """partial[chunk, g] = sum over the chunk's tiles of dy_tile @ columns(tile)^T.
+    """partial[chunk, g] = sum over the chunk's tiles of columns(tile) @ dy_tile^T (Kg x Og).
 
-    ``partial`` is (nchunks, G, Og, Kg), zeroed by the caller, who sums it over chunks: each
+    The weight gradient transposed, dw[g]^T = columns @ dy^T, so that the product's right
+    operand is the small one: each tile's dy (Og x P) is copied transposed into a P x Og panel
+    (1/Kg of the multiply-adds), and microgemm reads the columns in place. ``partial`` is
+    (nchunks, G, Kg, Og), zeroed by the caller, who sums it over chunks and transposes it: each
     chunk owns its slice, so no two threads ever add into one element.
     """
     N = x.shape[0]
-    nchunks, G, Og, Kg = partial.shape
+    nchunks, G, Kg, Og = partial.shape
     Ho, Wo = dy.shape[2], dy.shape[3]
     nty = (Ho + rows - 1) // rows
     ntasks = N * G * nty
     for chunk in prange(nchunks):
         colbuf = np.empty(Kg * rows * Wo, x.dtype)
+        dyt = np.empty(rows * Wo * Og, x.dtype)
         for task in range(chunk * ntasks // nchunks, (chunk + 1) * ntasks // nchunks):
             n, g, y0, y1, cols = _task_columns(x, colbuf, task, nty, G, Kg, rows, Ho, Wo,
                                                KH, KW, sh, sw, dh, dw, ph, pw)
             P = cols.shape[1]
-            gemm(False, True, Og, Kg, P, dy[n, g * Og:, y0:], Ho * Wo, cols, P, partial[chunk, g], Kg, 1.0)
+            for o in range(Og):
+                src = dy[n, g * Og + o, y0:y1].reshape(P)
+                for t in range(P):
+                    dyt[t * Og + o] = src[t]
+            microgemm.gemm(False, Kg, Og, P, cols, P, dyt, Og, partial[chunk, g], Og, 1.0)
 
 
 @parallel_kernel()
@@ -151,5 +155,5 @@ def warm(dtype) -> None:
                  1, 1, 1, 1, 0, 0)
     compile_both(conv_grad_input, y, np.ascontiguousarray(wm.transpose(0, 2, 1)), np.zeros_like(x), 1, 2, 2,
                  1, 1, 1, 1, 0, 0)
-    compile_both(conv_grad_weight, x, y, np.zeros((1, 1, 2, 8), dtype), 1, 2, 2, 1, 1, 1, 1, 0, 0)
+    compile_both(conv_grad_weight, x, y, np.zeros((1, 1, 8, 2), dtype), 1, 2, 2, 1, 1, 1, 1, 0, 0)
     compile_both(matmul, wm, np.ones((1, 1, 8, 4), dtype), 0, 0, np.empty((1, 1, 2, 4), dtype), 0, 0, 1, 4, 64)

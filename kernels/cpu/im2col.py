@@ -1,4 +1,4 @@
-"""im2col / col2im: unfold input patches into a column matrix for a BLAS GEMM, and fold back.
+"""im2col / col2im: unfold input patches into a column matrix for a GEMM, and fold back.
 
 The column matrix of images n0..n0+B and output rows y0..y1 has shape
 ``(B, C*KH*KW, (y1-y0)*Wo)``; row ``r = (c*KH + i)*KW + j`` holds tap (i, j) of channel c for

@@ -17,8 +17,9 @@ are chosen from the host's vector width when this module is imported: 6 x 4 vect
 bytes with AVX-512 (24 of its 32 registers), 6 x 2 vectors of 32 bytes with AVX2, 6 x 2 of
 16 bytes otherwise.
 
-``gemm`` has the arguments and the result of ``_blas.gemm`` (row-major panels given by their
-first element and leading dimensions) for a B that is not transposed. A is read in place,
+``gemm`` takes row-major panels given by their first element and leading dimensions, as BLAS
+does (B not transposed; the weight gradient transposes its product so that B is the small
+operand, copied transposed: ``gemm.conv_grad_weight``). A is read in place,
 either way round (its MR rows are broadcast element by element); so is B, except for the last,
 narrower column panel, which is copied into a zero-padded panel of NR columns.
 ``gemm_bias_clip`` adds the convolution's epilogue (bias, clip), applied to each block of C
@@ -222,12 +223,9 @@ def _narrow_kernel(nv, kc, fa, a_off, a_rs, a_ks, panel, NR, tile, t_off, mr, be
 def gemm(trans_a, m, n, k, a, lda, b, ldb, c, ldc, beta):
     """c[:m, :n] = op(a) @ b + beta * c for row-major panels given by their first element.
 
-    The arguments of ``_blas.gemm`` without ``trans_b``: ``a``, ``b``, ``c`` are arrays (any
-    shape, any view) whose first element starts the panel and whose rows are ``lda``, ``ldb``,
-    ``ldc`` elements apart; op(a) is m x k (stored k x m when ``trans_a``), b is k x n. With
-    beta == 0, c is not read. (A transposed b, the weight gradient's dy @ columns^T, would have
-    to be transposed into panels first; that copy made it slower than BLAS, so the weight
-    gradient keeps BLAS.)
+    ``a``, ``b``, ``c`` are arrays (any shape, any view) whose first element starts the panel
+    and whose rows are ``lda``, ``ldb``, ``ldc`` elements apart, as in BLAS's row-major gemm;
+    op(a) is m x k (stored k x m when ``trans_a``), b is k x n. With beta == 0, c is not read.
 
     Inlined into the caller, this only makes flat views of the three panels; the product runs
     in ``gemm_flat``, compiled once per dtype (inlining the loops into every kernel tripled
