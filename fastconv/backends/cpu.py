@@ -52,10 +52,10 @@ WORKSPACE_BYTES = 32 * 1024 * 1024
 #: Bytes of one thread's column tile in the tiled GEMM path (kept well inside a core's L2 cache).
 TILE_BYTES = 512 * 1024
 #: Below this reduction length (C_in/groups * kh * kw), with an output of 4 MiB or more per
-#: image, whole-image columns and one parallel product beat the tiles (measured with BLAS: a2,
-#: 27 x 64 x 224^2, 4.0 -> 2.7 ms, the Lite0 stem, with a 1.6 MiB output, stays faster tiled,
-#: 0.9 vs 1.2 ms; with microgemm on both paths, a2 still 2.23 vs 2.40 ms at 1 thread and
-#: 2.34 vs 2.55-3.57 at 2, medians).
+#: image, whole-image columns and one parallel product beat the tiles. Measured with BLAS on
+#: both paths: a2 (27 x 64 x 224^2) 4.0 -> 2.7 ms, while the Lite0 stem, with a 1.6 MiB output,
+#: stays faster tiled (0.9 vs 1.2 ms); with microgemm on both, a2 still 2.23 vs 2.40 ms at 1
+#: thread and 2.34 vs 2.55-3.57 at 2 (medians).
 SHORT_REDUCTION = 64
 BATCHED_OUTPUT_BYTES = 4 * 2**20
 #: A column tile of fewer output pixels than this is a sliver: a long reduction (C_in/groups *
