@@ -211,6 +211,29 @@ def test_long_reductions_on_whole_image_columns(rng, monkeypatch, sliver, N, gro
         assert rel_err(gw, fastconv.grad.conv2d_weight(x, w.shape, gy, algo="direct", **kw)) < 1e-12
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_whole_image_products_long_and_short(rng, monkeypatch, dtype):
+    """The whole-image paths' product runs on microgemm for a short reduction and on BLAS for a
+    long one (``cpu._product``); both agree with the direct kernels, on whole images and bands."""
+    from fastconv.backends import cpu
+    from fastconv.kernels.cpu import _common
+    monkeypatch.setattr(_common, "SERIAL_MACS", 0)
+    monkeypatch.setattr(cpu, "MIN_TILE_COLUMNS", 10**9)
+    monkeypatch.setattr(cpu, "SLIVER_MIN_ROWS", 1)
+    monkeypatch.setattr(cpu, "TILE_BYTES", 256)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    for cin, cout in ((40, 70), (4, 6)):            # K = 240 and 70 > SHORT_REDUCTION; 24 and 6 below
+        x = rng.standard_normal((1, cin, 9, 7)).astype(dtype)
+        w = rng.standard_normal((cout, cin, 3, 2)).astype(dtype)
+        for budget in (cpu.WORKSPACE_BYTES, cin * 6 * 7 * 3 * x.itemsize):     # whole image, bands
+            monkeypatch.setattr(cpu, "WORKSPACE_BYTES", budget)
+            y = fastconv.conv2d(x, w, padding=1, algo="im2col")
+            assert rel_err(y, fastconv.conv2d(x, w, padding=1, algo="direct")) < tol
+            gy = rng.standard_normal(y.shape).astype(dtype)
+            gx = fastconv.grad.conv2d_input(x.shape, w, gy, padding=1, algo="im2col")
+            assert rel_err(gx, fastconv.grad.conv2d_input(x.shape, w, gy, padding=1, algo="direct")) < tol
+
+
 @pytest.mark.parametrize("algo", ALGOS)
 def test_full_padding_is_scipys_full_mode(rng, algo):
     from scipy import signal

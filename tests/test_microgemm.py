@@ -98,3 +98,21 @@ def test_micro_kernel_shapes(vector_bytes, nv, dtype):
         tol = 1e-5 if dtype == np.float32 else 1e-12
         assert np.abs(c[:mr] - want[:mr]).max() <= tol * np.abs(want).max()
         assert (c[mr:] == 7.0).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemm_large_product(dtype):
+    """A product the size of the whole-image paths' (several depth blocks, many column panels,
+    a narrow last panel); A transposed and not, beta 0 and 1."""
+    rng = np.random.default_rng(7)
+    m, n, k = 200, 700, 300
+    for trans_a in (False, True):
+        a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+        b = rng.standard_normal((k, n)).astype(dtype)
+        for beta in (0.0, 1.0):
+            c0 = rng.standard_normal((m, n)).astype(dtype)
+            c = c0.copy()
+            _gemm(trans_a, m, n, k, a, a.shape[1], b, n, c, n, beta)
+            want = (a.T if trans_a else a).astype(np.float64) @ b + beta * c0
+            tol = 1e-5 if dtype == np.float32 else 1e-12
+            assert np.abs(c - want).max() <= tol * np.abs(want).max()

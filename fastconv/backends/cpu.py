@@ -22,10 +22,10 @@ thread unfolds cache-sized tiles of output rows and multiplies them with a singl
 Some convolutions run on whole-image columns in a reused workspace instead: the input gradient
 of a batch with fewer (image, group) pairs than twice the threads, whose column tiles would
 overlap; a long reduction whose cache-sized tiles would be slivers of a few dozen pixels
-(``MIN_TILE_COLUMNS``); and a short reduction with a large output (``SHORT_REDUCTION``). Their
-products run as ``gemm.matmul`` (microgemm, parallel over column panels), and their weight
-gradients as NumPy matmuls on BLAS's threads. A pointwise 1x1 convolution is one batched
-NumPy matmul on the input as it lies, no copy.
+(``MIN_TILE_COLUMNS``); and a short reduction with a large output (``SHORT_REDUCTION``).
+Their products run on microgemm in Numba's threads when the reduction is short (``gemm.matmul``)
+and as NumPy matmuls on BLAS's threads otherwise, as do their weight gradients. A pointwise 1x1
+convolution is one batched NumPy matmul on the input as it lies, no copy.
 
 A convolution of fewer than ``SERIAL_MACS`` (2^21) multiply-adds runs each kernel's serial twin
 on the calling thread (``for_work``), in whole tiles: waking the workqueue threads costs 25-31 us
@@ -258,10 +258,26 @@ def _pointwise(x, wm, out_shape):
     return y.reshape(out_shape)
 
 
-def _matmul_panel(P: int, planes: int) -> int:
-    """Columns per task of ``gemm.matmul``: whole 64-column panels, at least two tasks per thread."""
-    per_plane = -(-2 * numba.get_num_threads() // planes)
-    return -(-P // per_plane // 64) * 64
+def _matmul_tasks(planes: int) -> int:
+    """Tasks per (image, group) plane of ``gemm.matmul``: at least two per thread in all."""
+    return -(-2 * numba.get_num_threads() // planes)
+
+
+def _product(a, b, nb0: int, jb0: int, c, nc0: int, jc0: int, B: int, P: int, macs: int) -> None:
+    """c[nc0:nc0+B, :, :, jc0:jc0+P] = a @ b[nb0:nb0+B, :, :, jb0:jb0+P]: the whole-image paths'
+    product, ``a`` (G, M, K) C-contiguous.
+
+    A short reduction (K <= SHORT_REDUCTION: a2's K = 27, the input gradient of few channels)
+    runs on microgemm in Numba's threads (``gemm.matmul``); a long one on BLAS's threads, whose
+    blocking keeps a large C in cache (microgemm measured 1.0-1.3x slower there, NOTES.md).
+    """
+    if a.shape[2] <= SHORT_REDUCTION:
+        for_work(gemm.matmul, macs)(a, b, nb0, jb0, c, nc0, jc0, B, P, _matmul_tasks(B * a.shape[0]))
+    else:
+        dst = c[nc0:nc0 + B, :, :, jc0:jc0 + P]
+        res = np.matmul(a, b[nb0:nb0 + B, :, :, jb0:jb0 + P], out=dst if dst.flags.c_contiguous else None)
+        if res is not dst:          # a band of rows in every plane: not one contiguous block
+            dst[...] = res
 
 
 def _batched_forward(x, wm, g: ConvGeometry):
@@ -281,8 +297,7 @@ def _batched_forward(x, wm, g: ConvGeometry):
         P = (y1 - y0) * Wo
         cols = _workspace(B * G * Kg * P, x.dtype).reshape(B, G * Kg, P)
         _im2col.im2col(x, cols, n0, y0, y1, g.kernel[0], g.kernel[1], sh, sw, dh, dw, ph, pw, Wo)
-        for_work(gemm.matmul, g.macs)(wmc, cols.reshape(B, G, Kg, P), 0, 0, yv, n0, y0 * Wo, B, P,
-                                      _matmul_panel(P, B * G))
+        _product(wmc, cols.reshape(B, G, Kg, P), 0, 0, yv, n0, y0 * Wo, B, P, g.macs)
     return y
 
 
@@ -296,7 +311,7 @@ def _batched_grad_input(dy, wt, g: ConvGeometry):
     for n0, B, y0, y1 in _tiles(g, dy.dtype):
         P = (y1 - y0) * Wo
         cols = _workspace(B * G * Kg * P, dy.dtype).reshape(B, G, Kg, P)
-        for_work(gemm.matmul, g.macs)(wt, dyv, n0, y0 * Wo, cols, 0, 0, B, P, _matmul_panel(P, B * G))
+        _product(wt, dyv, n0, y0 * Wo, cols, 0, 0, B, P, g.macs)
         for_work(_im2col.col2im, g.macs)(cols.reshape(B, G * Kg, P), dx, n0, y0, y1,
                                          g.kernel[0], g.kernel[1], sh, sw, dh, dw, ph, pw, Wo)
     return dx

@@ -127,22 +127,30 @@ def conv_grad_weight(x, dy, partial, rows, KH, KW, sh, sw, dh, dw, ph, pw):
             microgemm.gemm(False, Kg, Og, P, cols, P, dyt, Og, partial[chunk, g], Og, 1.0)
 
 
+#: Column granularity of ``matmul``'s tasks (a multiple of microgemm's panel width).
+TASK_COLUMNS = 64
+
+
 @parallel_kernel()
-def matmul(a, b, nb0, jb0, c, nc0, jc0, B, P, panel):
+def matmul(a, b, nb0, jb0, c, nc0, jc0, B, P, tasks_per_plane):
     """c[nc0 + i, g, :, jc0:jc0 + P] = a[g] @ b[nb0 + i, g, :, jb0:jb0 + P] for i < B, every group g.
 
     ``a`` is (G, M, K), ``b`` (Nb, G, K, Pb) and ``c`` (Nc, G, M, Pc), whole arrays (so that
     every call has one signature), with the columns taken at an offset: the whole-image paths'
-    product for a batch tile and a band of output rows, multi-threaded over panels of
-    ``panel`` columns instead of handed to BLAS's threads.
+    product for a batch tile and a band of output rows, multi-threaded over runs of columns
+    instead of handed to BLAS's threads. Each plane's 64-column panels are dealt out evenly to
+    ``tasks_per_plane`` tasks (784 columns to 4 tasks: 192, 192, 192, 208).
     """
     G, M, K = a.shape
-    nj = (P + panel - 1) // panel
-    for task in prange(B * G * nj):
-        j0 = (task % nj) * panel
-        g = (task // nj) % G
-        i = task // (nj * G)
-        microgemm.gemm(False, M, min(panel, P - j0), K, a[g], K, b[nb0 + i, g, :, jb0 + j0:], b.shape[3],
+    npan = (P + TASK_COLUMNS - 1) // TASK_COLUMNS
+    nt = min(tasks_per_plane, npan)
+    for task in prange(B * G * nt):
+        t = task % nt
+        g = (task // nt) % G
+        i = task // (nt * G)
+        j0 = t * npan // nt * TASK_COLUMNS
+        j1 = min(P, (t + 1) * npan // nt * TASK_COLUMNS)
+        microgemm.gemm(False, M, j1 - j0, K, a[g], K, b[nb0 + i, g, :, jb0 + j0:], b.shape[3],
                        c[nc0 + i, g, :, jc0 + j0:], c.shape[3], 0.0)
 
 
@@ -156,4 +164,4 @@ def warm(dtype) -> None:
     compile_both(conv_grad_input, y, np.ascontiguousarray(wm.transpose(0, 2, 1)), np.zeros_like(x), 1, 2, 2,
                  1, 1, 1, 1, 0, 0)
     compile_both(conv_grad_weight, x, y, np.zeros((1, 1, 8, 2), dtype), 1, 2, 2, 1, 1, 1, 1, 0, 0)
-    compile_both(matmul, wm, np.ones((1, 1, 8, 4), dtype), 0, 0, np.empty((1, 1, 2, 4), dtype), 0, 0, 1, 4, 64)
+    compile_both(matmul, wm, np.ones((1, 1, 8, 4), dtype), 0, 0, np.empty((1, 1, 2, 4), dtype), 0, 0, 1, 4, 2)
