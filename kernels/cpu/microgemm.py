@@ -18,12 +18,11 @@ bytes with AVX-512 (24 of its 32 registers), 6 x 2 vectors of 32 bytes with AVX2
 16 bytes otherwise.
 
 ``gemm`` takes row-major panels given by their first element and leading dimensions, as BLAS
-does (B not transposed; the weight gradient transposes its product so that B is the small
-operand, copied transposed: ``gemm.conv_grad_weight``). A is read in place,
-either way round (its MR rows are broadcast element by element); so is B, except for the last,
-narrower column panel, which is copied into a zero-padded panel of NR columns.
-``gemm_bias_clip`` adds the convolution's epilogue (bias, clip), applied to each block of C
-as soon as it is written.
+does, with B not transposed (the weight gradient transposes its product so that B is the small
+operand, copied transposed: ``gemm.conv_grad_weight``). A is read in place, either way round
+(its MR rows are broadcast element by element); so is B, except for the last, narrower column
+panel, which is copied into a zero-padded panel of NR columns. ``gemm_bias_clip`` adds the
+convolution's epilogue (bias, clip), applied to each block of C as soon as it is written.
 """
 import llvmlite.binding as llvm
 import numpy as np
