@@ -435,9 +435,10 @@ def conv_grad_input(dy, w, g: ConvGeometry, algo: str):
         return _winograd(dy, wf, g.x_shape, 2 - g.padding[0][0], 2 - g.padding[1][0],
                          _kernel_epilogue(None, dy.dtype, g.C_in))
     G = g.groups
-    wt = np.ascontiguousarray(np.swapaxes(_wmat(w, g), 1, 2))  # (G, Kg, Og)
+    wt = np.swapaxes(_wmat(w, g), 1, 2)                       # (G, Kg, Og)
     if g.is_pointwise:
-        return _pointwise(dy, wt, g.x_shape)
+        return _pointwise(dy, wt, g.x_shape)                  # BLAS takes the transposed view
+    wt = np.ascontiguousarray(wt)                             # the Numba kernels' one signature
     # too few (image, group) pairs to share out, or sliver tiles: whole-image columns
     if g.N * G < 2 * numba.get_num_threads() or _sliver_tiles(g, dy.dtype):
         return _batched_grad_input(dy, wt, g)

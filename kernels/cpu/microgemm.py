@@ -271,7 +271,7 @@ def gemm_flat(m, n, k, fa, a_rs, a_ks, fb, ldb, fc, ldc, beta, fused, bias, lo, 
     NR = NV * W
     KC = PANEL_BYTES // (NR * fc.itemsize)
     panel = np.empty(min(k, KC) * NR, fc.dtype)
-    tile = np.empty(((m + MR - 1) // MR) * MR * NR, fc.dtype)
+    tile = np.empty(((m + MR - 1) // MR) * MR * NR if n % NR else 0, fc.dtype)     # the narrow panel's
     for p0 in range(0, max(k, 1), KC):
         kc = min(KC, k - p0)
         b_eff = beta if p0 == 0 else 1.0
