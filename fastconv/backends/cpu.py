@@ -70,8 +70,10 @@ BATCHED_OUTPUT_BYTES = 4 * 2**20
 #: 43 vs 74 ms), hence the rule also asks for SLIVER_MIN_ROWS output channels per group.
 MIN_TILE_COLUMNS = 128
 SLIVER_MIN_ROWS = 64
-#: Bytes of one thread's transformed tiles and products (V and M) in the Winograd kernel.
-WINOGRAD_BYTES = 2 * 1024 * 1024
+#: Tiles per Winograd task: every task's 36 GEMMs read all of the transformed filters U (36 x
+#: C_in x C_out, 9.4 MB on a3) once, so fewer, larger tasks read it fewer times (a3, 2 threads:
+#: tasks of 64 tiles 4.4-5.6 ms, of 28 tiles 5.2-6.7 ms); a1's 98-392 tiles ran alike.
+WINOGRAD_TILES = 96
 #: ``auto`` picks Winograd for 3x3 stride-1 kernels with at least this many input and output
 #: channels (fewer: the tile transforms, whose cost does not shrink with the channel count,
 #: outweigh the 4x fewer multiplications).
@@ -346,22 +348,26 @@ def _tiled_forward(x, wm, g: ConvGeometry, ep):
     return y
 
 
-def _winograd(x, w, out_shape, pad_h: int, pad_w: int, ep):
-    """Winograd F(4x4, 3x3): y (out_shape) = x (*) w with low paddings pad_h, pad_w (may be < 0).
+def _winograd(x, w, out_shape, pad_h: int, pad_w: int, ep, transposed: bool = False):
+    """Winograd F(4x4, 3x3): y (out_shape) = x (*) f with low paddings pad_h, pad_w (may be < 0),
+    f = w, or w's flipped transpose when ``transposed`` (the input gradient's filters).
 
-    Tasks are runs of tile rows (4 output rows of one image); a run's transformed tiles and
-    products fill about WINOGRAD_BYTES, and every thread gets at least two runs.
+    Tasks are runs of tile rows (4 output rows of one image) of about WINOGRAD_TILES tiles, as
+    many for every thread (see ``WINOGRAD_TILES``).
     """
     N, C = x.shape[:2]
-    Co, (Ho, Wo) = w.shape[0], out_shape[2:]
-    y = np.empty(out_shape, x.dtype)
-    u = _workspace(36 * Co * C, x.dtype, "winograd").reshape(36, Co, C)
-    winograd.transform_weights(w, u)
+    Co, (Ho, Wo) = out_shape[1], out_shape[2:]
+    lanes = winograd.LANE_BYTES // x.itemsize
+    u = _workspace(36 * C * -(-Co // lanes) * lanes, x.dtype, "winograd").reshape(36, C, -1)
+    winograd.transform_weights(w, u, transposed)
     nty, ntx = -(-Ho // winograd.M), -(-Wo // winograd.M)
-    threads = numba.get_num_threads()
-    band = max(1, WINOGRAD_BYTES // (36 * (C + Co) * ntx * x.itemsize))
-    band = min(band, max(1, N * nty // (2 * threads)))
-    nchunks = min(threads, -(-N * nty // band))
+    rows, threads = N * nty, numba.get_num_threads()
+    band = min(-(-WINOGRAD_TILES // ntx), -(-rows // threads))
+    ntasks = -(-rows // band)
+    ntasks = -(-ntasks // threads) * threads                  # the same number of tasks per thread
+    band = -(-rows // ntasks)
+    nchunks = min(threads, -(-rows // band))
+    y = np.empty(out_shape, x.dtype)
     winograd.conv_forward(x, u, y, *ep, band, nchunks, pad_h, pad_w)
     return y
 
@@ -431,9 +437,8 @@ def conv_grad_input(dy, w, g: ConvGeometry, algo: str):
         # the input gradient of a 3x3 stride-1 convolution is one too: flipped, transposed
         # weights and low padding 2 - p
         _check_winograd(g)
-        wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-        return _winograd(dy, wf, g.x_shape, 2 - g.padding[0][0], 2 - g.padding[1][0],
-                         _kernel_epilogue(None, dy.dtype, g.C_in))
+        return _winograd(dy, w, g.x_shape, 2 - g.padding[0][0], 2 - g.padding[1][0],
+                         _kernel_epilogue(None, dy.dtype, g.C_in), transposed=True)
     G = g.groups
     wt = np.swapaxes(_wmat(w, g), 1, 2)                       # (G, Kg, Og)
     if g.is_pointwise:
