@@ -5,6 +5,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
+from numba import njit
 
 import fastconv
 from fastconv import grad
@@ -182,3 +183,105 @@ def test_random_shapes_match_direct(N, C, Co, H, W, pads, seed):
     gx = grad.conv2d_input(x.shape, w, v, padding=pairs, algo="winograd")
     assert rel_err(gx, grad.conv2d_input(x.shape, w, v, padding=pairs, algo="direct")) < 1e-12
     np.testing.assert_array_equal(x, x0)
+
+
+# --- the vector code: every register width, both dtypes, against the matrices ---------------
+
+_KERNELS = {vb: winograd.make_tile_transforms(vb) for vb in (16, 32, 64)}
+
+
+def _lanes(vector_bytes, dtype):
+    return vector_bytes // np.dtype(dtype).itemsize
+
+
+def _run_tile_kernels(vector_bytes):
+    input_tile, output_tile, weight_tile, transpose_block = _KERNELS[vector_bytes]
+
+    @njit
+    def run(kind, src, a, b, c, dst, d, e, f, bias, boff, lo, hi):
+        if kind == 0:
+            input_tile(src, a, b, c, dst, d, e)
+        elif kind == 1:
+            output_tile(src, a, b, dst, d, e, f, bias, boff, lo, hi)
+        elif kind == 2:
+            weight_tile(src, a, b, dst, d, e)
+        else:
+            transpose_block(src, a, b, dst, d, e)
+    return run
+
+
+@pytest.mark.parametrize("vector_bytes", [16, 32, 64])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tile_transforms_are_the_matrices_on_every_lane(rng, vector_bytes, dtype):
+    """input_tile = BT d BT^T, output_tile = clip(AT m AT^T + bias) (NaN kept), weight_tile =
+    G g G^T, transpose_block a transpose: lane by lane, at odd offsets and strides, writing
+    nothing outside their vectors and leaving their sources as they were."""
+    run, L = _run_tile_kernels(vector_bytes), _lanes(vector_bytes, dtype)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    none = np.zeros(1, dtype)
+    inf = dtype(np.inf)
+    # input: d[k][j] = src[3 + k*row + j*col : +L], out[a*6+b] at dst[5 + (a*6+b)*stride : +L]
+    row, col, stride = 7 * L + 1, L + 2, L + 3
+    src = rng.standard_normal(3 + 5 * row + 5 * col + L).astype(dtype)
+    dst = np.full(5 + 35 * stride + L + 4, 7.0, dtype)
+    before = src.copy()
+    run(0, src, 3, row, col, dst, 5, stride, 0, none, 0, -inf, inf)
+    d = np.array([[src[3 + k * row + j * col:][:L] for j in range(6)] for k in range(6)])   # (6, 6, L)
+    want = np.einsum("ak,kjl,bj->abl", winograd.BT, d.astype(np.float64), winograd.BT).reshape(36, L)
+    got = np.array([dst[5 + q * stride:][:L] for q in range(36)])
+    assert np.abs(got - want).max() <= tol * np.abs(want).max()
+    written = np.zeros(dst.size, bool)
+    for q in range(36):
+        written[5 + q * stride:5 + q * stride + L] = True
+    assert (dst[~written] == 7.0).all() and np.array_equal(src, before)
+    # output, with a bias, a relu6 clip and a NaN in one lane
+    m = rng.standard_normal(2 + 35 * stride + L).astype(dtype)
+    m[2 + 7 * stride] = np.nan                                  # lane 0 of m[1][1]
+    bias = rng.standard_normal(L + 1).astype(dtype)
+    dst = np.full(1 + 3 * row + 3 * col + L + 2, 7.0, dtype)
+    run(1, m, 2, stride, 0, dst, 1, row, col, bias, 1, dtype(0), dtype(6))
+    mm = np.array([m[2 + q * stride:][:L] for q in range(36)]).reshape(6, 6, L).astype(np.float64)
+    want = np.clip(np.einsum("ia,abl,jb->ijl", winograd.AT, mm, winograd.AT) + bias[1:], 0, 6)
+    got = np.array([[dst[1 + i * row + j * col:][:L] for j in range(4)] for i in range(4)])
+    assert np.isnan(got[:, :, 0]).all() and np.array_equal(np.isnan(got), np.isnan(want))
+    ok = ~np.isnan(want)
+    assert np.abs(got[ok] - want[ok]).max() <= tol * 6
+    # weights: g[k][j] = src[4 + (k*3 + j)*stride : +L]
+    g = rng.standard_normal(4 + 8 * stride + L).astype(dtype)
+    dst = np.zeros(36 * stride + L, dtype)
+    run(2, g, 4, stride, 0, dst, 0, stride, 0, none, 0, -inf, inf)
+    gg = np.array([g[4 + q * stride:][:L] for q in range(9)]).reshape(3, 3, L).astype(np.float64)
+    want = np.einsum("ak,kjl,bj->abl", winograd.G, gg, winograd.G).reshape(36, L)
+    got = np.array([dst[q * stride:][:L] for q in range(36)])
+    assert np.abs(got - want).max() <= tol * np.abs(want).max()
+    # transpose: dst[2 + j*col + r] = src[1 + r*row + j]
+    src = rng.standard_normal(1 + L * row).astype(dtype)
+    dst = np.full(2 + L * col, 7.0, dtype)
+    run(3, src, 1, row, 0, dst, 2, col, 0, none, 0, -inf, inf)
+    block = np.array([src[1 + r * row:][:L] for r in range(L)])
+    got = np.array([dst[2 + j * col:][:L] for j in range(L)])
+    assert np.array_equal(got, block.T)
+    assert (dst[[2 + j * col + L + i for j in range(L - 1) for i in range(col - L)]] == 7.0).all()
+
+
+@given(dtype=st.sampled_from([np.float32, np.float64]), N=st.integers(1, 3), C=st.integers(1, 40),
+       Co=st.integers(1, 40), H=st.integers(1, 11), W=st.integers(1, 40),
+       pads=st.tuples(*[st.integers(0, 3)] * 4), seed=st.integers(0, 2**16))
+def test_wide_layers_match_direct(dtype, N, C, Co, H, W, pads, seed):
+    """Channel counts and widths across whole vectors and their tails (the blocks transposed in
+    registers, the rest element by element), forward and input gradient (whose low padding 2 - p
+    is negative for p = 3)."""
+    pairs = [(pads[0], pads[1]), (pads[2], pads[3])]
+    if H + pads[0] + pads[1] < 3 or W + pads[2] + pads[3] < 3:
+        return
+    r = np.random.default_rng(seed)
+    x = r.standard_normal((N, C, H, W)).astype(dtype)
+    w = r.standard_normal((Co, C, 3, 3)).astype(dtype)
+    b = r.standard_normal(Co).astype(dtype)
+    tol = TOL[dtype]
+    y = fastconv.conv2d(x, w, b, padding=pairs, algo="winograd")
+    assert rel_err(y, ref_conv(x, w, (1, 1), pairs, (1, 1), 1) + b[:, None, None]) < tol
+    v = r.standard_normal(y.shape).astype(dtype)
+    gx = grad.conv2d_input(x.shape, w, v, padding=pairs, algo="winograd")
+    assert rel_err(gx, grad.conv2d_input(x.shape, w.astype(np.float64), v.astype(np.float64),
+                                         padding=pairs, algo="direct")) < tol

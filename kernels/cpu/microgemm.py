@@ -32,6 +32,7 @@ from numba.core import cgutils, config
 from numba.extending import intrinsic
 
 from ._common import clip
+from ._vector_ir import VectorIR
 
 
 def _host_vector_bytes() -> int:
@@ -74,47 +75,17 @@ def flat(typingctx, arr, size):
     return out(arr, size), codegen
 
 
-_INTS = ("k", "a_off", "a_rs", "a_ks", "b_off", "b_ks", "c_off", "ldc", "mr")
-
-
 def _emit(context, builder, sig, args, nv: int, vector_bytes: int):
     """The micro-kernel's IR (see ``make_micro_kernel``)."""
-    k_, a_, a_off_, a_rs_, a_ks_, b_, b_off_, b_ks_, c_, c_off_, ldc_, mr_, beta_ = args
-    dtype = sig.args[1].dtype
-    W = vector_bytes * 8 // dtype.bitwidth
-    int_args = (k_, a_off_, a_rs_, a_ks_, b_off_, b_ks_, c_off_, ldc_, mr_)
-    int_types = (sig.args[i] for i in (0, 2, 3, 4, 6, 7, 9, 10, 11))
-    n = {name: context.cast(builder, v, t, types.int64) for name, v, t in zip(_INTS, int_args, int_types)}
-    i64 = ir.IntType(64)
-    scalar = context.get_value_type(dtype)
-    vec = ir.VectorType(scalar, W)
-    align = dtype.bitwidth // 8
-    fmuladd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
-                                             f"llvm.fmuladd.v{W}f{dtype.bitwidth}")
-
-    def const(v):
-        return ir.Constant(i64, v)
-
-    def data(arg, ty, off):
-        return builder.gep(context.make_array(ty)(context, builder, arg).data, [off])
-
-    def vload(ptr):
-        return builder.load(builder.bitcast(ptr, vec.as_pointer()), align=align)
-
-    def vstore(v, ptr):
-        builder.store(v, builder.bitcast(ptr, vec.as_pointer()), align=align)
-
-    def splat(s):
-        one = builder.insert_element(ir.Constant(vec, ir.Undefined), s, ir.Constant(ir.IntType(32), 0))
-        return builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined),
-                                      ir.Constant(ir.VectorType(ir.IntType(32), W), [0] * W))
-
-    A = data(a_, sig.args[1], n["a_off"])
-    B = data(b_, sig.args[5], n["b_off"])
-    C = data(c_, sig.args[8], n["c_off"])
-    last = builder.sub(n["mr"], const(1))
-    rows = [builder.gep(A, [builder.mul(builder.select(builder.icmp_signed("<", const(i), n["mr"]), const(i), last),
-                                        n["a_rs"])])
+    e = VectorIR(context, builder, sig, args, sig.args[1].dtype, vector_bytes)
+    k, a_off, a_rs, a_ks, b_off, b_ks, c_off, ldc, mr = (e.int64(i) for i in (0, 2, 3, 4, 6, 7, 9, 10, 11))
+    beta = args[12]
+    W, const = e.W, e.const
+    A = builder.gep(e.data(1), [a_off])
+    B = builder.gep(e.data(5), [b_off])
+    C = builder.gep(e.data(8), [c_off])
+    last = builder.sub(mr, const(1))
+    rows = [builder.gep(A, [builder.mul(builder.select(builder.icmp_signed("<", const(i), mr), const(i), last), a_rs)])
             for i in range(MR)]
 
     # for (p = 0; p < k; p++) acc[i][v] = fmuladd(splat(A[i, p]), B[p, v*W : (v+1)*W], acc[i][v])
@@ -124,40 +95,39 @@ def _emit(context, builder, sig, args, nv: int, vector_bytes: int):
     done = builder.append_basic_block("mk.done")
     builder.branch(head)
     builder.position_at_end(head)
-    p = builder.phi(i64)
-    acc = [[builder.phi(vec) for _ in range(nv)] for _ in range(MR)]
+    p = builder.phi(e.i64)
+    acc = [[builder.phi(e.vec) for _ in range(nv)] for _ in range(MR)]
     p.add_incoming(const(0), entry)
     for row in acc:
         for v in row:
-            v.add_incoming(ir.Constant(vec, [0.0] * W), entry)
-    builder.cbranch(builder.icmp_signed("<", p, n["k"]), body, done)
+            v.add_incoming(e.constant(0.0), entry)
+    builder.cbranch(builder.icmp_signed("<", p, k), body, done)
 
     builder.position_at_end(body)
-    brow = builder.gep(B, [builder.mul(p, n["b_ks"])])
-    bv = [vload(builder.gep(brow, [const(v * W)])) for v in range(nv)]
-    pa = builder.mul(p, n["a_ks"])
+    brow = builder.gep(B, [builder.mul(p, b_ks)])
+    bv = [e.load(brow, const(v * W)) for v in range(nv)]
+    pa = builder.mul(p, a_ks)
     for i in range(MR):
-        ai = splat(builder.load(builder.gep(rows[i], [pa])))
+        ai = e.splat(builder.load(builder.gep(rows[i], [pa])))
         for v in range(nv):
-            acc[i][v].add_incoming(builder.call(fmuladd, [ai, bv[v], acc[i][v]]), body)
+            acc[i][v].add_incoming(e.fmuladd(ai, bv[v], acc[i][v]), body)
     p.add_incoming(builder.add(p, const(1)), body)
     builder.branch(head)
 
     # C[i] = acc[i] (beta == 0: C is not read) or beta * C[i] + acc[i], for rows i < mr
     builder.position_at_end(done)
-    beta_v = splat(beta_)
-    overwrite = builder.fcmp_ordered("==", beta_, ir.Constant(scalar, 0.0))
+    beta_v = e.splat(beta)
+    overwrite = builder.fcmp_ordered("==", beta, ir.Constant(e.scalar, 0.0))
     for i in range(MR):
-        with cgutils.if_likely(builder, builder.icmp_signed("<", const(i), n["mr"])):
-            crow = builder.gep(C, [builder.mul(n["ldc"], const(i))])
-            ptrs = [builder.gep(crow, [const(v * W)]) for v in range(nv)]
+        with cgutils.if_likely(builder, builder.icmp_signed("<", const(i), mr)):
+            crow = builder.gep(C, [builder.mul(ldc, const(i))])
             with builder.if_else(overwrite) as (then, otherwise):
                 with then:
                     for v in range(nv):
-                        vstore(acc[i][v], ptrs[v])
+                        e.store(acc[i][v], crow, const(v * W))
                 with otherwise:
                     for v in range(nv):
-                        vstore(builder.call(fmuladd, [beta_v, vload(ptrs[v]), acc[i][v]]), ptrs[v])
+                        e.store(e.fmuladd(beta_v, e.load(crow, const(v * W)), acc[i][v]), crow, const(v * W))
     return context.get_dummy_value()
 
 

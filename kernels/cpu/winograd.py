@@ -7,24 +7,26 @@ and a 3x3 filter ``g`` give a 4x4 output tile
 
 so per tile and (output, input) channel pair 36 multiplications replace 144. Summed over the
 input channels, the elementwise products become 36 independent GEMMs,
-``M[ab] = U[ab] @ V[ab]`` with U = (36, C_out, C_in) transformed filters and V = (36, C_in, T)
-transformed tiles. The matrices come from the Toom-Cook construction on the points
+``M[ab] = V[ab] @ U[ab]`` with V = (36, T, C_in) transformed tiles and U = (36, C_in, C_out)
+transformed filters. The matrices come from the Toom-Cook construction on the points
 0, 1, -1, 1/2, -2 and infinity (``tests/test_winograd.py`` rebuilds them in exact rational
 arithmetic): on float32 data the result differs from an exact convolution by about 2e-6 of its
 largest value (F(2x2, 3x3) and direct summation: 3e-7; the points +-2, +-1/2 instead: 7e-6).
 
-Each thread takes a run of tile rows (across images), transforms them into an L2-sized V,
-multiplies with a single-threaded GEMM (``microgemm``) and transforms back straight into the output. The
-transforms below are written out (they are constants): the loops over tiles then vectorize.
+The transforms run on vectors of channels (``make_tile_transforms``), so every buffer keeps
+its channels innermost: a task (a run of tile rows, across images) transposes each tile row's
+six input rows to (column, channel), transforms its tiles into V (36, T, C), multiplies
+M[ab] = V[ab] @ U[ab] (T x C_out: ``microgemm``, on one thread) and transforms M back into
+(row, column, channel) order, transposed into y's planes. The transposes run on W x W blocks in
+registers, element by element at the edges. The filters are transformed by vectors of output
+channels too, into U (36, C_in, C_out).
 """
 import numpy as np
-from llvmlite import ir
 from numba import njit, prange, types
-from numba.core import cgutils
 from numba.extending import intrinsic
 
 from . import microgemm
-from ._common import FASTMATH, U, clip
+from ._vector_ir import VectorIR, float_arrays
 
 #: Output tile (M) and input tile (ALPHA = M + 3 - 1) edge.
 M = 4
@@ -50,157 +52,103 @@ AT = np.array([[1.0, 1.0, 1.0, 1.0, 1.0, 0.0],
 
 
 
-# --- the tile transforms as vector code -------------------------------------------------------
-# One call transforms W lanes of channels at once (W = microgemm.VECTOR_BYTES // itemsize): the
-# 36 input vectors are loaded, combined with the constant matrices (zeros skipped, +-1 as an add
-# or a subtract) and stored. Numba's loop vectorizer cannot do this: 36 loads and 36 stores
-# through runtime strides need more alias checks than LLVM will emit, so the loop stays scalar.
-
-
-def _combine(builder, fmuladd, row, vectors, vec):
-    """sum_j row[j] * vectors[j] for a constant row."""
-    acc = None
-    for c, v in zip(row, vectors):
-        if c == 0:
-            continue
-        if acc is None:
-            acc = v if c == 1 else builder.fneg(v) if c == -1 else builder.fmul(ir.Constant(vec, [c] * vec.count), v)
-        elif c == 1:
-            acc = builder.fadd(acc, v)
-        elif c == -1:
-            acc = builder.fsub(acc, v)
-        else:
-            acc = builder.call(fmuladd, [ir.Constant(vec, [c] * vec.count), v, acc])
-    return acc
-
-
-def _sandwich(builder, fmuladd, left, grid, vec):
-    """left @ grid @ left^T for a grid (list of rows) of vectors."""
-    cols = list(zip(*grid))
-    half = [[_combine(builder, fmuladd, row, col, vec) for col in cols] for row in left]     # left @ grid
-    return [[_combine(builder, fmuladd, row, h, vec) for row in left] for h in half]         # (...) @ left^T
-
-
-def _vector_tools(context, builder, dtype, vector_bytes):
-    """The vector type of ``vector_bytes``, the fmuladd intrinsic on it, and load/store at a flat array's offset."""
-    W = vector_bytes * 8 // dtype.bitwidth
-    vec = ir.VectorType(context.get_value_type(dtype), W)
-    fmuladd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
-                                             f"llvm.fmuladd.v{W}f{dtype.bitwidth}")
-    align = dtype.bitwidth // 8
-
-    def address(base, off):
-        return builder.bitcast(builder.gep(base, [off]), vec.as_pointer())
-
-    def load(base, off):
-        return builder.load(address(base, off), align=align)
-
-    def store(v, base, off):
-        builder.store(v, address(base, off), align=align)
-    return vec, fmuladd, load, store
-
-
-def _int64s(context, builder, sig, args, positions):
-    return [context.cast(builder, args[i], sig.args[i], types.int64) for i in positions]
-
-
-def _flat_data(context, builder, ty, arg):
-    return context.make_array(ty)(context, builder, arg).data
+# --- the tile transforms, as vector code over channels ----------------------------------------
+# One call transforms W lanes (channels) at once: its 36 (or 9) vectors are loaded, combined
+# with the constant matrices and stored. Written with Numba loops, the 36 loads and 36 stores
+# through runtime strides stay scalar (``_vector_ir``).
 
 
 def make_tile_transforms(vector_bytes: int = microgemm.VECTOR_BYTES):
-    """``input_tile`` and ``output_tile`` on vectors of ``vector_bytes``, as Numba intrinsics.
+    """``(input_tile, output_tile, weight_tile, transpose_block)`` on vectors of ``vector_bytes``,
+    as Numba intrinsics. With v(p) the W-lane vector at p (W = vector_bytes / itemsize):
 
-    ``input_tile(src, s_off, s_row, s_col, dst, d_off, d_stride)``: with d[k][j] the W-lane vector
-    at src[s_off + k*s_row + j*s_col], stores (BT d BT^T)[a][b] at dst[d_off + (a*6 + b)*d_stride].
-
-    ``output_tile(src, s_off, s_stride, dst, d_off, d_row, d_col, bias, b_off, lo, hi)``: with
-    m[a][b] the vector at src[s_off + (a*6 + b)*s_stride], stores clip((AT m AT^T)[i][j] +
-    bias[b_off:], lo, hi) at dst[d_off + i*d_row + j*d_col].
+    - ``input_tile(src, s_off, s_row, s_col, dst, d_off, d_stride)``: with d[k][j] =
+      v(src[s_off + k*s_row + j*s_col]), v(dst[d_off + (a*6 + b)*d_stride]) = (BT d BT^T)[a][b];
+    - ``output_tile(src, s_off, s_stride, dst, d_off, d_row, d_col, bias, b_off, lo, hi)``: with
+      m[a][b] = v(src[s_off + (a*6 + b)*s_stride]), v(dst[d_off + i*d_row + j*d_col]) =
+      clip((AT m AT^T)[i][j] + v(bias[b_off]), lo, hi) (NaN stays NaN, as in ``_common.clip``);
+    - ``weight_tile(src, s_off, s_stride, dst, d_off, d_stride)``: with g[k][j] =
+      v(src[s_off + (k*3 + j)*s_stride]), v(dst[d_off + (a*6 + b)*d_stride]) = (G g G^T)[a][b];
+    - ``transpose_block(src, s_off, s_row, dst, d_off, d_row)``: dst[d_off + j*d_row + r] =
+      src[s_off + r*s_row + j] for r, j < W.
 
     The arrays are flat (``microgemm.flat``) and of one dtype; every vector is W whole lanes and
-    nothing is bounds-checked: the caller pads its buffers to a multiple of W lanes.
+    nothing is bounds-checked: the caller pads its buffers to whole vectors.
     """
-    def arrays_ok(*arrs):
-        return (all(isinstance(a, types.Array) for a in arrs) and arrs[0].dtype in (types.float32, types.float64)
-                and all(a.dtype == arrs[0].dtype for a in arrs))
+    def emitter(context, builder, sig, args):
+        return VectorIR(context, builder, sig, args, sig.args[0].dtype, vector_bytes)
 
     @intrinsic
     def input_tile(typingctx, src, s_off, s_row, s_col, dst, d_off, d_stride):
-        if not arrays_ok(src, dst):
+        if not float_arrays(src, dst):
             return None
 
         def codegen(context, builder, sig, args):
-            vec, fmuladd, load, store = _vector_tools(context, builder, src.dtype, vector_bytes)
-            s_off_, s_row_, s_col_, d_off_, d_stride_ = _int64s(context, builder, sig, args, (1, 2, 3, 5, 6))
-            S, D = _flat_data(context, builder, src, args[0]), _flat_data(context, builder, dst, args[4])
-            i64 = ir.IntType(64)
-            grid = [[load(S, builder.add(s_off_, builder.add(builder.mul(ir.Constant(i64, k), s_row_),
-                                                              builder.mul(ir.Constant(i64, j), s_col_))))
-                     for j in range(ALPHA)] for k in range(ALPHA)]
-            out = _sandwich(builder, fmuladd, BT.tolist(), grid, vec)
-            for a in range(ALPHA):
-                for b in range(ALPHA):
-                    store(out[a][b], D, builder.add(d_off_, builder.mul(ir.Constant(i64, a * ALPHA + b), d_stride_)))
+            e = emitter(context, builder, sig, args)
+            S, D, s_off_, s_row_, s_col_, d_off_, d_stride_ = (
+                e.data(0), e.data(4), e.int64(1), e.int64(2), e.int64(3), e.int64(5), e.int64(6))
+            d = [[e.load(S, e.offset(s_off_, (k, s_row_), (j, s_col_))) for j in range(ALPHA)] for k in range(ALPHA)]
+            for ab, v in enumerate(sum(e.sandwich(BT.tolist(), d), [])):
+                e.store(v, D, e.offset(d_off_, (ab, d_stride_)))
             return context.get_dummy_value()
         return types.void(src, s_off, s_row, s_col, dst, d_off, d_stride), codegen
 
     @intrinsic
     def output_tile(typingctx, src, s_off, s_stride, dst, d_off, d_row, d_col, bias, b_off, lo, hi):
-        if not arrays_ok(src, dst, bias):
+        if not float_arrays(src, dst, bias):
             return None
 
         def codegen(context, builder, sig, args):
-            vec, fmuladd, load, store = _vector_tools(context, builder, src.dtype, vector_bytes)
-            s_off_, s_stride_, d_off_, d_row_, d_col_, b_off_ = _int64s(context, builder, sig, args, (1, 2, 4, 5, 6, 8))
-            S, D = _flat_data(context, builder, src, args[0]), _flat_data(context, builder, dst, args[3])
-            Bv = _flat_data(context, builder, bias, args[7])
-            i64 = ir.IntType(64)
-            lo_, hi_ = (context.cast(builder, args[i], sig.args[i], src.dtype) for i in (9, 10))
-            grid = [[load(S, builder.add(s_off_, builder.mul(ir.Constant(i64, a * ALPHA + b), s_stride_)))
-                     for b in range(ALPHA)] for a in range(ALPHA)]
-            out = _sandwich(builder, fmuladd, AT.tolist(), grid, vec)
-            b_v = load(Bv, b_off_)
-            lo_v, hi_v = (_splat(builder, v, vec) for v in (lo_, hi_))
+            e = emitter(context, builder, sig, args)
+            S, D, s_off_, s_stride_, d_off_, d_row_, d_col_ = (
+                e.data(0), e.data(3), e.int64(1), e.int64(2), e.int64(4), e.int64(5), e.int64(6))
+            m = [[e.load(S, e.offset(s_off_, (a * ALPHA + b, s_stride_))) for b in range(ALPHA)] for a in range(ALPHA)]
+            out = e.sandwich(AT.tolist(), m)
+            bias_v = e.load(e.data(7), e.int64(8))
+            lo_v, hi_v = (e.splat(e.value(i, src.dtype)) for i in (9, 10))
             for i in range(M):
                 for j in range(M):
-                    v = builder.fadd(out[i][j], b_v)
-                    v = builder.select(builder.fcmp_ordered("<", v, lo_v), lo_v, v)     # NaN stays NaN
+                    v = builder.fadd(out[i][j], bias_v)
+                    v = builder.select(builder.fcmp_ordered("<", v, lo_v), lo_v, v)
                     v = builder.select(builder.fcmp_ordered(">", v, hi_v), hi_v, v)
-                    store(v, D, builder.add(d_off_, builder.add(builder.mul(ir.Constant(i64, i), d_row_),
-                                                                builder.mul(ir.Constant(i64, j), d_col_))))
+                    e.store(v, D, e.offset(d_off_, (i, d_row_), (j, d_col_)))
             return context.get_dummy_value()
         return types.void(src, s_off, s_stride, dst, d_off, d_row, d_col, bias, b_off, lo, hi), codegen
 
     @intrinsic
     def weight_tile(typingctx, src, s_off, s_stride, dst, d_off, d_stride):
-        if not arrays_ok(src, dst):
+        if not float_arrays(src, dst):
             return None
 
         def codegen(context, builder, sig, args):
-            vec, fmuladd, load, store = _vector_tools(context, builder, src.dtype, vector_bytes)
-            s_off_, s_stride_, d_off_, d_stride_ = _int64s(context, builder, sig, args, (1, 2, 4, 5))
-            S, D = _flat_data(context, builder, src, args[0]), _flat_data(context, builder, dst, args[3])
-            i64 = ir.IntType(64)
-            grid = [[load(S, builder.add(s_off_, builder.mul(ir.Constant(i64, k * 3 + j), s_stride_)))
-                     for j in range(3)] for k in range(3)]
-            out = _sandwich(builder, fmuladd, G.tolist(), grid, vec)
-            for a in range(ALPHA):
-                for b in range(ALPHA):
-                    store(out[a][b], D, builder.add(d_off_, builder.mul(ir.Constant(i64, a * ALPHA + b), d_stride_)))
+            e = emitter(context, builder, sig, args)
+            S, D, s_off_, s_stride_, d_off_, d_stride_ = (
+                e.data(0), e.data(3), e.int64(1), e.int64(2), e.int64(4), e.int64(5))
+            g = [[e.load(S, e.offset(s_off_, (k * 3 + j, s_stride_))) for j in range(3)] for k in range(3)]
+            for ab, v in enumerate(sum(e.sandwich(G.tolist(), g), [])):
+                e.store(v, D, e.offset(d_off_, (ab, d_stride_)))
             return context.get_dummy_value()
         return types.void(src, s_off, s_stride, dst, d_off, d_stride), codegen
 
-    return input_tile, output_tile, weight_tile
+    @intrinsic
+    def transpose_block(typingctx, src, s_off, s_row, dst, d_off, d_row):
+        if not float_arrays(src, dst):
+            return None
+
+        def codegen(context, builder, sig, args):
+            e = emitter(context, builder, sig, args)
+            S, D, s_off_, s_row_, d_off_, d_row_ = (
+                e.data(0), e.data(3), e.int64(1), e.int64(2), e.int64(4), e.int64(5))
+            rows = e.transpose([e.load(S, e.offset(s_off_, (r, s_row_))) for r in range(e.W)])
+            for j, v in enumerate(rows):
+                e.store(v, D, e.offset(d_off_, (j, d_row_)))
+            return context.get_dummy_value()
+        return types.void(src, s_off, s_row, dst, d_off, d_row), codegen
+
+    return input_tile, output_tile, weight_tile, transpose_block
 
 
-def _splat(builder, s, vec):
-    one = builder.insert_element(ir.Constant(vec, ir.Undefined), s, ir.Constant(ir.IntType(32), 0))
-    return builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined),
-                                  ir.Constant(ir.VectorType(ir.IntType(32), vec.count), [0] * vec.count))
-
-
-input_tile, output_tile, weight_tile = make_tile_transforms()
+input_tile, output_tile, weight_tile, transpose_block = make_tile_transforms()
 LANE_BYTES = microgemm.VECTOR_BYTES
 
 
@@ -225,24 +173,52 @@ def transform_weights(w, u, transposed):
 
 
 @njit(inline="always")
-def _fill_rows(x, n, y0, pw, xt):
-    """xt[k, xx, c] = x[n, c, y0 + k, xx - pw] (zero outside x), for the six rows of a tile row.
+def _fill_rows(x, n, y0, pw, xt, k0):
+    """xt[k, xx, c] = x[n, c, y0 + k, xx - pw] (zero outside x) for the rows k0..5 of a tile row.
 
+    Blocks of L channels x L columns are transposed in registers, the rest element by element.
     Columns outside x and lanes past C are never written: the caller allocates xt zeroed.
     """
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
-    Wp = xt.shape[1]
-    lo, hi = max(0, pw), min(Wp, W + pw)
-    for k in range(ALPHA):
+    Wp, Cp = xt.shape[1], xt.shape[2]
+    L = LANE_BYTES // x.itemsize
+    s0, s1 = max(0, -pw), min(W, Wp - pw)              # the source columns that land in xt
+    fx, fxt = microgemm.flat(x, x.size), microgemm.flat(xt, xt.size)
+    for k in range(k0, ALPHA):
         yi = y0 + k
         if yi < 0 or yi >= H:
-            xt[k, lo:hi, :C] = 0.0
+            xt[k, s0 + pw:s1 + pw, :C] = 0.0
             continue
+        c_full = C // L * L
+        s_full = s0 + (s1 - s0) // L * L
+        for c0 in range(0, c_full, L):
+            src = ((n * C + c0) * H + yi) * W
+            for xs in range(s0, s_full, L):
+                transpose_block(fx, src + xs, H * W, fxt, (k * Wp + xs + pw) * Cp + c0, Cp)
         for c in range(C):
-            src = x[n, c, yi]
+            row = x[n, c, yi]
             dst = xt[k, :, c]
-            for xx in range(lo, hi):
-                dst[xx] = src[xx - pw]
+            for xs in range(s_full if c < c_full else s0, s1):
+                dst[xs + pw] = row[xs]
+
+
+@njit(inline="always")
+def _copy_out(ob, y, n, yo):
+    """y[n, o, yo + i, :] = ob[i, :Wo, o] for the output rows of a tile row (cut at the bottom)."""
+    Co, Ho, Wo = y.shape[1], y.shape[2], y.shape[3]
+    Wq, Cop = ob.shape[1], ob.shape[2]
+    L = LANE_BYTES // y.itemsize
+    fob, fy = microgemm.flat(ob, ob.size), microgemm.flat(y, y.size)
+    o_full, x_full = Co // L * L, Wo // L * L
+    for i in range(min(M, Ho - yo)):
+        for o0 in range(0, o_full, L):
+            for x0 in range(0, x_full, L):
+                transpose_block(fob, (i * Wq + x0) * Cop + o0, Cop, fy, ((n * Co + o0) * Ho + yo + i) * Wo + x0, Ho * Wo)
+        for o in range(Co):
+            dst = y[n, o, yo + i]
+            src = ob[i, :, o]
+            for xx in range(x_full if o < o_full else 0, Wo):
+                dst[xx] = src[xx]
 
 
 @njit(parallel=True, cache=True)
@@ -272,7 +248,7 @@ def conv_forward(x, u, y, bias, lo, hi, band, nchunks, ph, pw):
         ob = np.empty((M, ntx * M, Cop), x.dtype)
         bp = np.zeros(Cop, x.dtype)
         bp[:Co] = bias
-        fx, fob = microgemm.flat(xt, xt.size), microgemm.flat(ob, ob.size)
+        fxt, fob = microgemm.flat(xt, xt.size), microgemm.flat(ob, ob.size)
         for task in range(chunk * ntasks // nchunks, (chunk + 1) * ntasks // nchunks):
             r0 = task * band
             r1 = min(total, r0 + band)
@@ -281,11 +257,15 @@ def conv_forward(x, u, y, bias, lo, hi, band, nchunks, ph, pw):
             m = mbuf[:ALPHA * ALPHA * T * Cop]
             for r in range(r0, r1):
                 n, ty = r // nty, r % nty
-                _fill_rows(x, n, ty * M - ph, pw, xt)
+                if r > r0 and ty > 0:            # rows 4, 5 of the tile row above are rows 0, 1 of this one
+                    xt[:2] = xt[M:]
+                    _fill_rows(x, n, ty * M - ph, pw, xt, 2)
+                else:
+                    _fill_rows(x, n, ty * M - ph, pw, xt, 0)
                 for tx in range(ntx):
                     t = (r - r0) * ntx + tx
                     for c0 in range(0, Cp, L):
-                        input_tile(fx, tx * M * Cp + c0, Wp * Cp, Cp, v, t * Cp + c0, T * Cp)
+                        input_tile(fxt, tx * M * Cp + c0, Wp * Cp, Cp, v, t * Cp + c0, T * Cp)
             for ab in range(ALPHA * ALPHA):
                 microgemm.gemm(False, T, Co, C, v[ab * T * Cp:], Cp, u[ab], Cop, m[ab * T * Cop:], Cop, 0.0)
             for r in range(r0, r1):
@@ -294,12 +274,7 @@ def conv_forward(x, u, y, bias, lo, hi, band, nchunks, ph, pw):
                     t = (r - r0) * ntx + tx
                     for o0 in range(0, Cop, L):
                         output_tile(m, t * Cop + o0, T * Cop, fob, tx * M * Cop + o0, ntx * M * Cop, Cop, bp, o0, lo, hi)
-                for i in range(min(M, Ho - ty * M)):
-                    for o in range(Co):
-                        dst = y[n, o, ty * M + i]
-                        src = ob[i, :, o]
-                        for xx in range(Wo):
-                            dst[xx] = src[xx]
+                _copy_out(ob, y, n, ty * M)
 
 
 def warm(dtype) -> None:
