@@ -75,12 +75,13 @@ SLIVER_MIN_ROWS = 64
 #: tasks of 64 tiles 4.4-5.6 ms, of 28 tiles 5.2-6.7 ms); a1's 98-392 tiles ran alike.
 WINOGRAD_TILES = 96
 #: ``auto`` picks Winograd for 3x3 stride-1 kernels with at least this many input and output
-#: channels (fewer: the tile transforms, whose cost does not shrink with the channel count,
-#: outweigh the 4x fewer multiplications).
-WINOGRAD_MIN_CHANNELS = 32
+#: channels: with fewer, the tile transforms and the short GEMM reductions outweigh the 4x fewer
+#: multiplications (Winograd / im2col time, 2 threads, 92998d8: 64 channels at 56x56 0.51; 32
+#: channels N=8 at 56x56 1.01, N=1 at 112x112 1.28; 16 channels 0.94-1.69).
+WINOGRAD_MIN_CHANNELS = 64
 #: ... and at least this many 4x4 output tiles in the batch: with fewer, transforming the weights
 #: (36 x C_out x C_in values, read again by every task) costs more than the multiplications saved
-#: (measured: 16 tiles of 512 channels 1.8x slower than im2col, 49 tiles 1.05-1.3x, 128 and more 0.5-0.85x).
+#: (92998d8: 16 tiles of 512 channels 1.69x im2col's time, 49 tiles of 256 1.18, of 128 1.00).
 WINOGRAD_MIN_TILES = 64
 #: The constants of ``fft_pays`` (ns, float32, 2 threads; fitted on 16 -> 16 channels at 64x64
 #: with 7x7 .. 31x31 kernels, N = 1 and 8, against 3 -> 64 at 224x224 11x11 and 64 -> 64 at
