@@ -51,7 +51,6 @@ AT = np.array([[1.0, 1.0, 1.0, 1.0, 1.0, 0.0],
                [0.0, 1.0, -1.0, 0.125, -8.0, 1.0]])
 
 
-
 # --- the tile transforms, as vector code over channels ----------------------------------------
 # One call transforms W lanes (channels) at once: its 36 (or 9) vectors are loaded, combined
 # with the constant matrices and stored. Written with Numba loops, the 36 loads and 36 stores
