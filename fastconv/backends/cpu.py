@@ -76,9 +76,10 @@ SLIVER_MIN_ROWS = 64
 WINOGRAD_TILES = 96
 #: ``auto`` picks Winograd for 3x3 stride-1 kernels with at least this many input and output
 #: channels: with fewer, the tile transforms and the short GEMM reductions outweigh the 4x fewer
-#: multiplications (Winograd / im2col time, 2 threads, 92998d8: 64 channels at 56x56 0.51; 32
-#: channels N=8 at 56x56 1.01, N=1 at 112x112 1.28; 16 channels 0.94-1.69).
-WINOGRAD_MIN_CHANNELS = 64
+#: multiplications (Winograd / im2col time, 2 threads, medians of alternating blocks, 92998d8:
+#: 16 channels 0.94-1.69; 32 channels in two sessions' runs N=8 at 56 px 1.01 and 0.83, N=1 at
+#: 56-224 px 0.73-1.28; 48 channels 0.52; 64 channels 0.51-0.64).
+WINOGRAD_MIN_CHANNELS = 32
 #: ... and at least this many 4x4 output tiles in the batch: with fewer, transforming the weights
 #: (36 x C_out x C_in values, read again by every task) costs more than the multiplications saved
 #: (92998d8: 16 tiles of 512 channels 1.69x im2col's time, 49 tiles of 256 1.18, of 128 1.00).
