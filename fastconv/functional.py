@@ -244,7 +244,7 @@ def conv2d(x, weight, bias=None, stride=1, padding: PaddingArg = 0, dilation=1, 
             result, where the others are within 3e-7) or 'fft' (CPU; any geometry, products
             of spectra, float32 error about 3e-7); 'implicit_gemm' on CUDA. 'auto' picks
             Winograd for 3x3 stride-1 layers with 32 or more input and output channels and
-            64 or more 4x4 output tiles in the batch, and the FFT for stride-1 kernels of 5x5
+            48 or more 4x4 output tiles in the batch, and the FFT for stride-1 kernels of 5x5
             and larger where a cost model says it beats im2col (e.g. 16 channels at 64x64
             from 9x9 on: 15x15 1.8-3x, 31x31 6-7x faster than im2col).
         padding_mode: 'zeros', 'reflect', 'replicate' or 'circular'.

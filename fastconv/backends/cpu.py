@@ -81,9 +81,11 @@ WINOGRAD_TILES = 96
 #: 56-224 px 0.73-1.28; 48 channels 0.52; 64 channels 0.51-0.64).
 WINOGRAD_MIN_CHANNELS = 32
 #: ... and at least this many 4x4 output tiles in the batch: with fewer, transforming the weights
-#: (36 x C_out x C_in values, read again by every task) costs more than the multiplications saved
-#: (92998d8: 16 tiles of 512 channels 1.69x im2col's time, 49 tiles of 256 1.18, of 128 1.00).
-WINOGRAD_MIN_TILES = 64
+#: (36 x C_out x C_in values, read again by every task) costs more than the multiplications saved.
+#: Winograd / im2col, 2 threads, 8 alternating blocks (317b854): 49 tiles (N=1 at 28 px) 0.62,
+#: 0.93, 0.98, 0.90 at 64, 128, 256, 512 channels; 36 tiles of 96 channels 0.85; 32 tiles of 256
+#: 1.53; 25 tiles 1.14-1.48; 16 tiles of 512 1.53-2.7.
+WINOGRAD_MIN_TILES = 48
 #: The constants of ``fft_pays`` (ns, float32, 2 threads; fitted on 16 -> 16 channels at 64x64
 #: with 7x7 .. 31x31 kernels, N = 1 and 8, against 3 -> 64 at 224x224 11x11 and 64 -> 64 at
 #: 56x56 9x9, where im2col stays faster: bench/NOTES.md).
