@@ -12,12 +12,6 @@ from numba import types
 from numba.core import cgutils
 
 
-def lanes(dtype, vector_bytes: int) -> int:
-    """W: the elements of ``dtype`` (a NumPy or Numba float type) in a vector of ``vector_bytes``."""
-    bits = dtype.bitwidth if isinstance(dtype, types.Float) else dtype.itemsize * 8
-    return vector_bytes * 8 // bits
-
-
 def float_arrays(*arrs) -> bool:
     """Whether the intrinsic's array arguments are all float32 or all float64 arrays."""
     return (all(isinstance(a, types.Array) for a in arrs) and arrs[0].dtype in (types.float32, types.float64)
@@ -26,11 +20,12 @@ def float_arrays(*arrs) -> bool:
 
 class VectorIR:
     """Vector IR for one intrinsic call: ``args`` typed by ``sig``, vectors of ``vector_bytes``
-    holding W elements of ``dtype``. Offsets are element offsets (int64 values)."""
+    holding W elements of ``dtype`` (a Numba float type). Offsets are element offsets (int64
+    values)."""
 
     def __init__(self, context, builder, sig, args, dtype, vector_bytes: int):
         self.context, self.builder, self.sig, self.args = context, builder, sig, args
-        self.W = lanes(dtype, vector_bytes)
+        self.W = vector_bytes * 8 // dtype.bitwidth
         self.scalar = context.get_value_type(dtype)
         self.vec = ir.VectorType(self.scalar, self.W)
         self.align = dtype.bitwidth // 8
