@@ -114,35 +114,30 @@ def make_tile_transforms(vector_bytes: int = microgemm.VECTOR_BYTES):
             return context.get_dummy_value()
         return types.void(src, s_off, s_stride, dst, d_off, d_row, d_col, bias, b_off, lo, hi), codegen
 
-    @intrinsic
-    def weight_tile(typingctx, src, s_off, s_stride, dst, d_off, d_stride):
-        if not float_arrays(src, dst):
-            return None
+    def vectors_in_vectors_out(count, transform):
+        """An intrinsic ``(src, s_off, s_stride, dst, d_off, d_stride)`` that loads ``count(e)``
+        vectors at src[s_off + r*s_stride], maps them by ``transform(e, vectors)`` and stores
+        the results at dst[d_off + q*d_stride]."""
+        @intrinsic
+        def kernel(typingctx, src, s_off, s_stride, dst, d_off, d_stride):
+            if not float_arrays(src, dst):
+                return None
 
-        def codegen(context, builder, sig, args):
-            e = emitter(context, builder, sig, args)
-            S, D, s_off_, s_stride_, d_off_, d_stride_ = (
-                e.data(0), e.data(3), e.int64(1), e.int64(2), e.int64(4), e.int64(5))
-            g = [[e.load(S, e.offset(s_off_, (k * 3 + j, s_stride_))) for j in range(3)] for k in range(3)]
-            for ab, v in enumerate(sum(e.sandwich(G.tolist(), g), [])):
-                e.store(v, D, e.offset(d_off_, (ab, d_stride_)))
-            return context.get_dummy_value()
-        return types.void(src, s_off, s_stride, dst, d_off, d_stride), codegen
+            def codegen(context, builder, sig, args):
+                e = emitter(context, builder, sig, args)
+                S, D, s_off_, s_stride_, d_off_, d_stride_ = (
+                    e.data(0), e.data(3), e.int64(1), e.int64(2), e.int64(4), e.int64(5))
+                vectors = [e.load(S, e.offset(s_off_, (r, s_stride_))) for r in range(count(e))]
+                for q, v in enumerate(transform(e, vectors)):
+                    e.store(v, D, e.offset(d_off_, (q, d_stride_)))
+                return context.get_dummy_value()
+            return types.void(src, s_off, s_stride, dst, d_off, d_stride), codegen
+        return kernel
 
-    @intrinsic
-    def transpose_block(typingctx, src, s_off, s_row, dst, d_off, d_row):
-        if not float_arrays(src, dst):
-            return None
-
-        def codegen(context, builder, sig, args):
-            e = emitter(context, builder, sig, args)
-            S, D, s_off_, s_row_, d_off_, d_row_ = (
-                e.data(0), e.data(3), e.int64(1), e.int64(2), e.int64(4), e.int64(5))
-            rows = e.transpose([e.load(S, e.offset(s_off_, (r, s_row_))) for r in range(e.W)])
-            for j, v in enumerate(rows):
-                e.store(v, D, e.offset(d_off_, (j, d_row_)))
-            return context.get_dummy_value()
-        return types.void(src, s_off, s_row, dst, d_off, d_row), codegen
+    # g[k][j] is vector k*3 + j; (G g G^T)[a][b] is stored as vector a*6 + b
+    weight_tile = vectors_in_vectors_out(
+        lambda e: 9, lambda e, g: sum(e.sandwich(G.tolist(), [g[0:3], g[3:6], g[6:9]]), []))
+    transpose_block = vectors_in_vectors_out(lambda e: e.W, lambda e, rows: e.transpose(rows))
 
     return input_tile, output_tile, weight_tile, transpose_block
 
