@@ -88,7 +88,11 @@ class Tensor:
     numbers; a number takes the tensor's dtype so float32 stays float32.
     """
 
-    __array_priority__ = 100  # ndarray + Tensor -> Tensor.__radd__, not an object array
+    # ``array op Tensor`` must reach Tensor's reflected operator. NEP 13's opt-out
+    # (``__array_ufunc__ = None``) makes NumPy and CuPy both defer; CuPy 14 ignores
+    # ``__array_priority__`` for operands without ``__array_ufunc__``, which NumPy < 1.13 needs.
+    __array_ufunc__ = None
+    __array_priority__ = 100
 
     def __init__(self, data, requires_grad: bool = False):
         self.data = _array(data)

@@ -1,4 +1,5 @@
 """The Tensor core: every op's gradient by float64 central differences, graph semantics, errors."""
+import operator
 import zlib
 
 import numpy as np
@@ -205,6 +206,16 @@ def test_numpy_array_on_the_left_makes_a_tensor(rng):
     assert isinstance(y, Tensor)
     y.sum().backward()
     np.testing.assert_allclose(x.grad, np.ones(3))
+    # every binary operator, @ included (the adaptive pooling matrices multiply from the left)
+    a = np.arange(1.0, 4.0)
+    for op in (operator.add, operator.sub, operator.mul, operator.truediv, operator.pow):
+        assert isinstance(op(a, x), Tensor), op
+    m = np.full((2, 3), 0.5)
+    z = m @ x
+    assert isinstance(z, Tensor) and z.shape == (2,)
+    x.grad = None
+    z.sum().backward()
+    np.testing.assert_allclose(x.grad, m.sum(axis=0))
 
 
 def test_deep_graph_does_not_recurse():

@@ -128,8 +128,8 @@ def check_mixing_raises():
 
 
 class _Lifted:
-    """A Tensor-like object with a high __array_priority__ and no __array_ufunc__ (fastconv's Tensor)."""
-    __array_priority__ = 100
+    """A Tensor-like object that opts out of ufuncs (NEP 13), as fastconv's Tensor does."""
+    __array_ufunc__ = None
 
     def __radd__(self, other):
         return "radd"
@@ -138,9 +138,18 @@ class _Lifted:
         return "rmatmul"
 
 
+class _PriorityOnly:
+    """An operand with a high __array_priority__ and no __array_ufunc__: CuPy 14 does not defer."""
+    __array_priority__ = 100
+
+    def __rmatmul__(self, other):
+        return "rmatmul"
+
+
 def check_reflected_ops_defer():
     a = cp.ones(2)
     assert a + _Lifted() == "radd" and a @ _Lifted() == "rmatmul"
+    raises(TypeError, lambda: a @ _PriorityOnly())
 
 
 def check_reductions_are_device_arrays():

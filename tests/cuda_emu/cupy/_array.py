@@ -149,11 +149,13 @@ def _ufunc_call(uf: np.ufunc, method: str, inputs, kwargs, comparison: bool = Fa
 
 
 def _should_use_rop(x, y) -> bool:
-    """CuPy's rule for ``x op y`` with a non-CuPy ``y``: defer to ``y``'s reflected operator?"""
-    try:
-        return y.__array_ufunc__ is None
-    except AttributeError:
-        return getattr(x, "__array_priority__", 0) < getattr(y, "__array_priority__", 0)
+    """CuPy 14's rule for ``x op y`` with a non-CuPy ``y``: defer to ``y``'s reflected operator?
+
+    Only when ``y.__array_ufunc__ is None`` (NEP 13's opt-out). Seen on CuPy 14.2 on a real GPU:
+    an operand with ``__array_priority__ = 100`` and no ``__array_ufunc__`` is not deferred to;
+    ``cupy_array @ obj`` goes to ``numpy.matmul`` and fails with a TypeError.
+    """
+    return getattr(y, "__array_ufunc__", NotImplemented) is None
 
 
 # ----------------------------------------------------------------------------- indexing
