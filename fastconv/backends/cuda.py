@@ -96,6 +96,15 @@ def _launch_elementwise(module: str, expr: str, total: int, args, dtype) -> None
         _kernel(module, expr, dtype)((_grid(total),), (BLOCK,), args)
 
 
+def _launch_planes(module: str, expr: str, nplanes: int, plane: int, args, dtype) -> None:
+    """A per-plane kernel: gridDim.x steps over the planes, gridDim.y blocks share a plane; the
+    block is one warp per 32 pixels up to BLOCK, so a 7x7 plane does not idle 200 threads."""
+    if nplanes > 0 and plane > 0:
+        block = min(BLOCK, 32 * -(-plane // 32))
+        grid = (min(nplanes, (1 << 31) - 1), min(-(-plane // block), 65535))
+        _kernel(module, expr, dtype)(grid, (block,), args)
+
+
 def _c(a):
     return cupy.ascontiguousarray(a)
 
@@ -187,6 +196,14 @@ def _columns(x, g: ConvGeometry, n0: int, B: int):
     return cols.reshape(B, G, Kg, P)
 
 
+def _depthwise(x, w, y, shape, geom) -> None:
+    """conv2d_depthwise_fwd: shape = (N, C, H, W, O, Ho, Wo) and geom = (KH, KW, sh, sw, dh, dw, ph, pw)
+    as int32, x (N, C, H, W) -> y (N, O, Ho, Wo)."""
+    N, O, Ho, Wo = (int(v) for v in (shape[0], shape[4], shape[5], shape[6]))
+    _launch_planes("conv", src.depthwise_name(x.dtype, int(geom[0]), int(geom[1])), N * O, Ho * Wo,
+                   (x, w, y) + tuple(shape) + tuple(geom), x.dtype)
+
+
 def _wmat(w, g: ConvGeometry):
     return w.reshape(g.groups, g.C_out // g.groups, -1)
 
@@ -202,12 +219,10 @@ def conv_forward(x, w, g: ConvGeometry, algo: str, epilogue=None):
     t = src.ctype(x.dtype)
     if algo == "direct":
         if g.C_in // g.groups == 1:
-            expr = src.depthwise_name(x.dtype, *g.kernel)
-            args = (x, w, y) + _shape_args(g) + _geom_args(g)
+            _depthwise(x, w, y, _shape_args(g), _geom_args(g))
         else:
-            expr = f"conv2d_direct_fwd<{t}>"
             args = (x, w, y) + _shape_args(g) + _geom_args(g) + (_i32(g.groups),)
-        _launch_elementwise("conv", expr, y.size, args, x.dtype)
+            _launch_elementwise("conv", f"conv2d_direct_fwd<{t}>", y.size, args, x.dtype)
     elif algo == "im2col":
         wm = _wmat(w, g)
         yv = y.reshape(g.N, g.groups, g.C_out // g.groups, -1)
@@ -230,6 +245,16 @@ def conv_grad_input(dy, w, g: ConvGeometry, algo: str):
     t = src.ctype(dy.dtype)
     if algo == "direct":
         dx = cupy.empty(g.x_shape, dy.dtype)
+        if g.C_in == g.C_out == g.groups and g.stride == (1, 1):
+            # depthwise, stride 1: dx is the depthwise correlation of dy with the flipped filters
+            # over the padding (KH-1)*dh - ph (negative where the forward padding was larger)
+            (kh, kw), (dh, dw) = g.kernel, g.dilation
+            shape = _shape_args(g)  # (N, C, H, W, O, Ho, Wo): dy's plane is the input here
+            flipped = (_i32(kh), _i32(kw), _i32(1), _i32(1), _i32(dh), _i32(dw),
+                       _i32((kh - 1) * dh - g.padding[0][0]), _i32((kw - 1) * dw - g.padding[1][0]))
+            _depthwise(dy, _c(w[:, :, ::-1, ::-1]), dx,
+                       (shape[0], shape[1], shape[5], shape[6], shape[1], shape[2], shape[3]), flipped)
+            return dx
         args = (dy, w, dx) + _shape_args(g) + _geom_args(g) + (_i32(g.groups),)
         _launch_elementwise("conv", f"conv2d_direct_bwd_input<{t}>", dx.size, args, dy.dtype)
         return dx

@@ -7,11 +7,23 @@
 #ifndef FASTCONV_COMMON_CUH
 #define FASTCONV_COMMON_CUH
 
-// Grid-stride loop over [0, total): the launch config (computed in Python) may cap the grid,
-// and 64-bit indices keep tensors of more than 2^31 elements correct.
-#define FC_GRID_LOOP(idx, total)                                                        \
-    for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < (total); \
-         idx += (long long)gridDim.x * blockDim.x)
+// Grid-stride loop over [0, total) calling body(idx): the launch config (computed in Python)
+// may cap the grid. The index is 32-bit whenever total (plus one grid's stride) fits, else
+// 64-bit, so tensors of more than 2^31 elements stay correct. The body decodes idx with
+// divisions by run-time sizes; in 32 bits each is a few instructions, in 64 bits a call of
+// about 70, which made the one-thread-per-element kernels (im2col, direct, pooling)
+// integer-bound. `body` is a generic lambda: it is compiled once for each index type.
+template <typename F>
+__device__ __forceinline__ void fc_grid_loop(long long total, F&& body) {
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    if (total + stride <= 0x7fffffffLL) {
+        const int n = (int)total, step = (int)stride;
+        for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < n; idx += step) body(idx);
+    } else {
+        for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += stride)
+            body(idx);
+    }
+}
 
 // 0 <= v < n in one comparison (a negative int becomes a huge unsigned).
 __device__ __forceinline__ bool fc_in_range(int v, int n) { return (unsigned)v < (unsigned)n; }

@@ -19,9 +19,9 @@ __global__ void conv2d_direct_fwd(const T* __restrict__ x, const T* __restrict__
                                   int sh, int sw, int dh, int dw, int ph, int pw, int groups) {
     const int Cg = C / groups, Og = O / groups;
     const long long total = (long long)N * O * Ho * Wo;
-    FC_GRID_LOOP(idx, total) {
+    fc_grid_loop(total, [&](auto idx) {
         const int xo = (int)(idx % Wo);
-        long long t = idx / Wo;
+        auto t = idx / Wo;
         const int yo = (int)(t % Ho);
         t /= Ho;
         const int o = (int)(t % O);
@@ -42,43 +42,56 @@ __global__ void conv2d_direct_fwd(const T* __restrict__ x, const T* __restrict__
             }
         }
         y[idx] = acc;
-    }
+    });
 }
 
 // Forward, depthwise (C/groups == 1, any channel multiplier O/groups). KH_/KW_ > 0 fix the
 // kernel size at compile time so the tap loops unroll and the weights stay in registers
 // (3x3 is by far the most common depthwise kernel); 0 means "given at run time".
+// Launch: gridDim.x blocks step over the N*O output planes, gridDim.y blocks share a plane's
+// pixels. A block reads its plane's filter once, and a thread decodes its pixel with one 32-bit
+// division (the flat one-thread-per-element decode cost more than the 9 multiply-adds).
 template <typename T, int KH_, int KW_>
 __global__ void conv2d_depthwise_fwd(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y,
                                      int N, int C, int H, int W, int O, int Ho, int Wo, int KH, int KW,
                                      int sh, int sw, int dh, int dw, int ph, int pw) {
+    // A 3x3 filter is held in registers; larger ones are read through the read-only cache
+    // (25 doubles in registers pushed the 5x5 kernel past the register budget).
+    constexpr bool IN_REGS = KH_ * KW_ > 0 && KH_ * KW_ <= 9;
+    constexpr int KMAX = IN_REGS ? KH_ * KW_ : 1;
     const int kh = KH_ > 0 ? KH_ : KH, kw = KW_ > 0 ? KW_ : KW;
     const int mult = O / C;
-    const long long total = (long long)N * O * Ho * Wo;
-    FC_GRID_LOOP(idx, total) {
-        const int xo = (int)(idx % Wo);
-        long long t = idx / Wo;
-        const int yo = (int)(t % Ho);
-        t /= Ho;
-        const int o = (int)(t % O);
-        const int n = (int)(t / O);
-        const T* xp = x + ((long long)n * C + o / mult) * H * W;
+    const int plane = Ho * Wo;  // < 2^31: the caller checks every dimension
+    const long long nplanes = (long long)N * O;
+    for (long long pl = blockIdx.x; pl < nplanes; pl += gridDim.x) {
+        const int o = (int)(pl % O);
+        const T* xp = x + ((pl / O) * C + o / mult) * (long long)H * W;
         const T* wp = w + (long long)o * kh * kw;
-        const int iy0 = yo * sh - ph, ix0 = xo * sw - pw;
-        T acc = T(0);
-        // kh, kw are compile-time constants when KH_, KW_ > 0, so these loops unroll fully.
+        T* yp = y + pl * plane;
+        T wr[KMAX];
+        if (IN_REGS) {
 #pragma unroll
-        for (int i = 0; i < kh; ++i) {
-            const int iy = iy0 + i * dh;
-            if (!fc_in_range(iy, H)) continue;
-            const T* row = xp + (long long)iy * W;
-#pragma unroll
-            for (int j = 0; j < kw; ++j) {
-                const int ix = ix0 + j * dw;
-                if (fc_in_range(ix, W)) acc += __ldg(wp + i * kw + j) * row[ix];
-            }
+            for (int t = 0; t < KMAX; ++t) wr[t] = __ldg(wp + t);
         }
-        y[idx] = acc;
+        for (int q = blockIdx.y * blockDim.x + threadIdx.x; q < plane; q += gridDim.y * blockDim.x) {
+            const int yo = q / Wo, xo = q - yo * Wo;
+            const int iy0 = yo * sh - ph, ix0 = xo * sw - pw;
+            T acc = T(0);
+            // kh, kw are compile-time constants when KH_, KW_ > 0, so these loops unroll fully.
+#pragma unroll
+            for (int i = 0; i < kh; ++i) {
+                const int iy = iy0 + i * dh;
+                if (!fc_in_range(iy, H)) continue;
+                const T* row = xp + (long long)iy * W;
+#pragma unroll
+                for (int j = 0; j < kw; ++j) {
+                    const int ix = ix0 + j * dw;
+                    const T wij = IN_REGS ? wr[(i * kw + j) % KMAX] : __ldg(wp + i * kw + j);
+                    if (fc_in_range(ix, W)) acc += wij * row[ix];
+                }
+            }
+            yp[q] = acc;
+        }
     }
 }
 
@@ -92,9 +105,9 @@ __global__ void conv2d_direct_bwd_input(const T* __restrict__ dy, const T* __res
     const int Cg = C / groups, Og = O / groups;
     const long long total = (long long)N * C * H * W;
     const long long plane = (long long)Ho * Wo;
-    FC_GRID_LOOP(idx, total) {
+    fc_grid_loop(total, [&](auto idx) {
         const int xi = (int)(idx % W);
-        long long t = idx / W;
+        auto t = idx / W;
         const int yi = (int)(t % H);
         t /= H;
         const int c = (int)(t % C);
@@ -115,7 +128,7 @@ __global__ void conv2d_direct_bwd_input(const T* __restrict__ dy, const T* __res
             }
         }
         dx[idx] = acc;
-    }
+    });
 }
 
 // Weight gradient as a reduction: one block per weight element (o, c', i, j) sums

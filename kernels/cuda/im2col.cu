@@ -15,9 +15,9 @@ __global__ void im2col_kernel(const T* __restrict__ x, T* __restrict__ cols, int
                               int Ho, int Wo, int KH, int KW, int sh, int sw, int dh, int dw, int ph, int pw) {
     const int P = Ho * Wo, R = C * KH * KW;
     const long long total = (long long)B * R * P;
-    FC_GRID_LOOP(idx, total) {
+    fc_grid_loop(total, [&](auto idx) {
         const int q = (int)(idx % P);
-        long long t = idx / P;
+        auto t = idx / P;
         const int r = (int)(t % R);
         const int b = (int)(t / R);
         const int j = r % KW, i = (r / KW) % KH, c = r / (KW * KH);
@@ -25,7 +25,7 @@ __global__ void im2col_kernel(const T* __restrict__ x, T* __restrict__ cols, int
         const int iy = yo * sh - ph + i * dh, ix = xo * sw - pw + j * dw;
         cols[idx] = (fc_in_range(iy, H) && fc_in_range(ix, W))
                         ? x[(((long long)b * C + c) * H + iy) * W + ix] : T(0);
-    }
+    });
 }
 
 // col2im in the gather form: one thread per dx element sums the column entries of every tap
@@ -37,9 +37,9 @@ __global__ void col2im_gather(const T* __restrict__ cols, T* __restrict__ dx, in
                               int Ho, int Wo, int KH, int KW, int sh, int sw, int dh, int dw, int ph, int pw) {
     const int P = Ho * Wo;
     const long long total = (long long)B * C * H * W;
-    FC_GRID_LOOP(idx, total) {
+    fc_grid_loop(total, [&](auto idx) {
         const int xi = (int)(idx % W);
-        long long t = idx / W;
+        auto t = idx / W;
         const int yi = (int)(t % H);
         const long long bc = t / H;  // b*C + c: the first column row of this channel is bc*KH*KW
         const T* src = cols + bc * KH * KW * (long long)P;
@@ -54,5 +54,5 @@ __global__ void col2im_gather(const T* __restrict__ cols, T* __restrict__ dx, in
             }
         }
         dx[idx] = acc;
-    }
+    });
 }

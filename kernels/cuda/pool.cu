@@ -21,9 +21,9 @@ __global__ void max_pool2d_fwd(const T* __restrict__ x, T* __restrict__ y, int* 
                                int NC, int H, int W, int Ho, int Wo, int KH, int KW,
                                int sh, int sw, int dh, int dw, int ph, int pw) {
     const long long total = (long long)NC * Ho * Wo;
-    FC_GRID_LOOP(idx, total) {
+    fc_grid_loop(total, [&](auto idx) {
         const int xo = (int)(idx % Wo);
-        long long t = idx / Wo;
+        auto t = idx / Wo;
         const int yo = (int)(t % Ho);
         const long long nc = t / Ho;
         const T* xp = x + nc * H * W;
@@ -44,7 +44,7 @@ __global__ void max_pool2d_fwd(const T* __restrict__ x, T* __restrict__ y, int* 
         }
         y[idx] = best_i < 0 ? fc_neg_inf<T>() : best;
         arg[idx] = best_i;
-    }
+    });
 }
 
 // Max pooling backward: dx[yi, xi] = sum of dy over the windows whose argmax is (yi, xi).
@@ -53,9 +53,9 @@ __global__ void max_pool2d_bwd(const T* __restrict__ dy, const int* __restrict__
                                int NC, int H, int W, int Ho, int Wo, int KH, int KW,
                                int sh, int sw, int dh, int dw, int ph, int pw) {
     const long long total = (long long)NC * H * W;
-    FC_GRID_LOOP(idx, total) {
+    fc_grid_loop(total, [&](auto idx) {
         const int xi = (int)(idx % W);
-        long long t = idx / W;
+        auto t = idx / W;
         const int yi = (int)(t % H);
         const long long nc = t / H;
         const int self = yi * W + xi;
@@ -72,7 +72,7 @@ __global__ void max_pool2d_bwd(const T* __restrict__ dy, const int* __restrict__
             }
         }
         dx[idx] = acc;
-    }
+    });
 }
 
 // Number of window taps that fall inside the image (the divisor without count_include_pad).
@@ -91,11 +91,11 @@ __global__ void avg_pool2d_fwd(const T* __restrict__ x, T* __restrict__ y,
                                int NC, int H, int W, int Ho, int Wo, int KH, int KW,
                                int sh, int sw, int dh, int dw, int ph, int pw, int count_include_pad) {
     const long long total = (long long)NC * Ho * Wo;
-    FC_GRID_LOOP(idx, total) {
+    fc_grid_loop(total, [&](auto idx) {
         const int xo = (int)(idx % Wo);
-        long long t = idx / Wo;
+        auto t = idx / Wo;
         const int yo = (int)(t % Ho);
-        const T* xp = x + (t / Ho) * H * W;
+        const T* xp = x + (long long)(t / Ho) * H * W;
         T acc = T(0);
         for (int i = 0; i < KH; ++i) {
             const int iy = yo * sh - ph + i * dh;
@@ -107,7 +107,7 @@ __global__ void avg_pool2d_fwd(const T* __restrict__ x, T* __restrict__ y,
         }
         const int div = count_include_pad ? KH * KW : fc_window_count(yo, xo, H, W, KH, KW, sh, sw, dh, dw, ph, pw);
         y[idx] = div > 0 ? acc / T(div) : T(0);
-    }
+    });
 }
 
 // Average pooling backward (gather): dx[yi, xi] = sum over windows containing it of dy / divisor.
@@ -116,11 +116,11 @@ __global__ void avg_pool2d_bwd(const T* __restrict__ dy, T* __restrict__ dx,
                                int NC, int H, int W, int Ho, int Wo, int KH, int KW,
                                int sh, int sw, int dh, int dw, int ph, int pw, int count_include_pad) {
     const long long total = (long long)NC * H * W;
-    FC_GRID_LOOP(idx, total) {
+    fc_grid_loop(total, [&](auto idx) {
         const int xi = (int)(idx % W);
-        long long t = idx / W;
+        auto t = idx / W;
         const int yi = (int)(t % H);
-        const T* dyp = dy + (t / H) * Ho * Wo;
+        const T* dyp = dy + (long long)(t / H) * Ho * Wo;
         T acc = T(0);
         for (int i = 0; i < KH; ++i) {
             int yo;
@@ -134,5 +134,5 @@ __global__ void avg_pool2d_bwd(const T* __restrict__ dy, T* __restrict__ dx,
             }
         }
         dx[idx] = acc;
-    }
+    });
 }
