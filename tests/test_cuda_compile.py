@@ -27,9 +27,10 @@ import pytest
 from fastconv.backends import _cuda_src as src
 
 #: ptxas registers per thread allowed per kernel family. The 8x8-register-tile implicit GEMM
-#: holds 64 accumulators plus its prefetch registers (about 145 in practice); everything else
-#: is a one-thread-per-element loop that should fit in 64 (full occupancy on sm_90).
-REGISTER_BUDGET = {"igemm": 168, "conv": 64, "im2col": 64, "pool": 64}
+#: holds 64 accumulators plus 16-deep prefetch registers (191 on sm_90 with nvcc 13); its launch
+#: bounds ask for one block of 256 threads per SM, which allows 255. Everything else is a
+#: one-thread-per-element loop that should fit in 64 (full occupancy on sm_90).
+REGISTER_BUDGET = {"igemm": 200, "conv": 64, "im2col": 64, "pool": 64}
 ARCH = "sm_90"
 DTYPES = ("float32", "float64")
 
@@ -260,6 +261,9 @@ def test_cuda_modules_compile_with_nvrtc():
         nvrtc.getVersion()
     except Exception as exc:  # CuPy or libnvrtc missing
         pytest.skip(f"NVRTC through CuPy unavailable: {exc}")
+    # CuPy's RawModule adds --device-as-default-execution-space for NVRTC >= 12 (cupy/cuda/compiler.py);
+    # without it a lambda inside a kernel counts as a host function (seen on a real H200, CUDA 13)
+    extra = ["--device-as-default-execution-space"] if nvrtc.getVersion()[0] >= 12 else []
     for module in src.MODULES:
         for d in DTYPES:
             exprs = list(src.name_expressions(module, d))
@@ -267,7 +271,7 @@ def test_cuda_modules_compile_with_nvrtc():
             for e in exprs:
                 nvrtc.addNameExpression(prog, e)
             try:
-                nvrtc.compileProgram(prog, list(src.compile_options()) + ["-arch=compute_90"])
+                nvrtc.compileProgram(prog, list(src.compile_options()) + extra + ["-arch=compute_90"])
             except Exception as exc:
                 pytest.fail(f"NVRTC failed on {module} {d}: {exc}\n{nvrtc.getProgramLog(prog)}")
             assert all(nvrtc.getLoweredName(prog, e) for e in exprs)

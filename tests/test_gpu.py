@@ -90,6 +90,28 @@ def test_conv2d_and_grads_match_cpu(case, algo, dtype, rng):
     check(grad.bias(GY), gy.sum(axis=(0, 2, 3)), dtype, "grad bias")
 
 
+# ----------------------------------------------------------------------------- implicit-GEMM tiles
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_every_implicit_gemm_tile_matches_cpu(dtype, stride, rng, monkeypatch):
+    """Each tile of IGEMM_TILES, forced, on GEMMs taller than the tallest tile (M = 136 rows:
+    a partial block along M and along the pixels): the forward of 5 -> 136 channels and the
+    input gradient of 136 -> 5 (stride 2: four phases)."""
+    from fastconv.backends import _cuda_src as src
+    kw = dict(stride=stride, padding=1)
+    x, w = _rand(rng, (2, 5, 9, 11)), _rand(rng, (136, 5, 3, 3))
+    y_ref = fastconv.conv2d(x, w, **kw)
+    x2_shape, w2 = (2, 136, 9, 11), _rand(rng, (5, 136, 3, 3))
+    gy = _rand(rng, fastconv.output_shape(x2_shape, w2.shape, **kw))
+    dx_ref = grad.conv2d_input(x2_shape, w2, gy, **kw)
+    X, Wt, W2, GY = (cp.asarray(a.astype(dtype)) for a in (x, w, w2, gy))
+    for tile in src.IGEMM_TILES[dtype]:
+        monkeypatch.setattr(src, "igemm_tile", lambda *a, _t=tile, **k: _t)
+        check(fastconv.conv2d(X, Wt, algo="implicit_gemm", **kw), y_ref, dtype, f"forward, tile {tile}")
+        check(grad.conv2d_input(x2_shape, W2, GY, algo="implicit_gemm", **kw), dx_ref, dtype,
+              f"grad input, tile {tile}")
+
+
 # ----------------------------------------------------------------------------- conv1d
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("algo", ALGOS)

@@ -27,13 +27,21 @@ COMPILE_OPTIONS = ("-std=c++17",)
 
 CTYPES = {"float32": "float", "float64": "double"}
 
-#: Implicit-GEMM tile configurations (BM, BN, BK, TM, TN) per dtype, by name. float32 picks by
-#: the GEMM's M (output channels per group): a 128-row tile on 64 channels would idle half the
-#: block. float64 keeps a 4x4 register tile: 8x8 doubles would need ~200 registers.
+#: Implicit-GEMM tile configurations (BM, BN, BK, TM, TN) per dtype, by name, in the order
+#: igemm_tile tries them. float32's were picked by ``bench/gpu_sweep.py`` on an H200 (14 tiles,
+#: the anchors at N=64; bench/NOTES.md): a 16-deep K step beat 8 on every anchor with a 4x4 or
+#: 4x8 register tile, and 64x64 won wherever a larger tile left SMs idle (a3, c).
+#: float64 keeps a 4x4 register tile: 8x8 doubles would need ~200 registers.
 IGEMM_TILES = {
-    "float32": {"128x128": (128, 128, 8, 8, 8), "64x128": (64, 128, 8, 4, 8), "32x256": (32, 256, 8, 4, 8)},
+    "float32": {"128x128x16": (128, 128, 16, 8, 8), "64x128x16": (64, 128, 16, 4, 8),
+                "64x64x16": (64, 64, 16, 4, 4), "32x128x16": (32, 128, 16, 4, 4)},
     "float64": {"64x64": (64, 64, 8, 4, 4), "32x128": (32, 128, 8, 2, 8)},
 }
+
+#: A tile is taken only if the grid holds at least this many blocks per SM (else the next,
+#: smaller one): the sweep's a3 (196 blocks of 128x128 on 132 SMs) and c (392 of 64x128) ran
+#: 1.12x and 1.2x slower than with 64x64 tiles.
+IGEMM_MIN_BLOCKS_PER_SM = 4
 
 #: Depthwise kernel sizes compiled with the taps unrolled; other sizes use the (0, 0) kernel.
 DEPTHWISE_FIXED = ((3, 3), (5, 5))
@@ -184,9 +192,24 @@ def igemm_plan(g, mode: str) -> IgemmPlan:
                      scalars, sc["M"], max_p, sc["nphase"])
 
 
-def igemm_tile(dtype, M: int) -> str:
-    """The tile configuration for a GEMM of M rows (fewest idle rows, then the largest tile)."""
-    name = getattr(dtype, "name", str(dtype))
-    if name == "float32":
-        return "128x128" if M > 64 else "64x128" if M > 32 else "32x256"
-    return "64x64" if M > 32 else "32x128"
+def igemm_tile(dtype, M: int, P: int = 1 << 30, batches: int = 1, sms: int = 132) -> str:
+    """The tile for a GEMM of M rows and P columns, ``batches`` times (groups x stride phases),
+    on a GPU of ``sms`` multiprocessors.
+
+    Rows first: no tile taller than needed (a 128-row tile on 64 channels idles half its
+    threads). Then the largest such tile whose grid fills every SM IGEMM_MIN_BLOCKS_PER_SM
+    times, else the smallest.
+
+    Example:
+        >>> igemm_tile("float32", 64, 200704), igemm_tile("float32", 256, 12544)
+        ('64x128x16', '64x64x16')
+    """
+    tiles = IGEMM_TILES[getattr(dtype, "name", str(dtype))]
+    heights = sorted({bm for bm, *_ in tiles.values()})
+    rows = next((h for h in heights if h >= M), heights[-1])
+    fits = [t for t, (bm, *_) in tiles.items() if bm <= rows]
+    for t in fits:
+        bm, bn = tiles[t][:2]
+        if -(-M // bm) * -(-P // bn) * batches >= IGEMM_MIN_BLOCKS_PER_SM * sms:
+            return t
+    return fits[-1]

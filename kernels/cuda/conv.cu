@@ -61,7 +61,7 @@ __global__ void conv2d_depthwise_fwd(const T* __restrict__ x, const T* __restric
     constexpr int KMAX = IN_REGS ? KH_ * KW_ : 1;
     const int kh = KH_ > 0 ? KH_ : KH, kw = KW_ > 0 ? KW_ : KW;
     const int mult = O / C;
-    const int plane = Ho * Wo;  // < 2^31: the caller checks every dimension
+    const int plane = Ho * Wo;  // < 2^31: checked by the caller
     const long long nplanes = (long long)N * O;
     for (long long pl = blockIdx.x; pl < nplanes; pl += gridDim.x) {
         const int o = (int)(pl % O);

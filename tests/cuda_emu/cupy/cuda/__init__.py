@@ -26,6 +26,12 @@ class Device:
 
     compute_capability = "90"
 
+    @property
+    def attributes(self) -> dict:
+        """A few of CuPy's device attributes, under CuPy's names, of a small GPU (2 SMs, so
+        that the tile rules reach their large tiles on test-sized problems)."""
+        return {"MultiProcessorCount": 2, "MaxThreadsPerBlock": 1024, "WarpSize": 32}
+
     def use(self) -> None:
         runtime.setDevice(self.id)
 
