@@ -107,9 +107,11 @@ def test_every_implicit_gemm_tile_matches_cpu(dtype, stride, rng, monkeypatch):
     X, Wt, W2, GY = (cp.asarray(a.astype(dtype)) for a in (x, w, w2, gy))
     for tile in src.IGEMM_TILES[dtype]:
         monkeypatch.setattr(src, "igemm_tile", lambda *a, _t=tile, **k: _t)
+        cuda_backend._igemm_launch.cache_clear()  # the launch (tile included) is memoized
         check(fastconv.conv2d(X, Wt, algo="implicit_gemm", **kw), y_ref, dtype, f"forward, tile {tile}")
         check(grad.conv2d_input(x2_shape, W2, GY, algo="implicit_gemm", **kw), dx_ref, dtype,
               f"grad input, tile {tile}")
+    cuda_backend._igemm_launch.cache_clear()  # later tests get the tiles igemm_tile picks
 
 
 # ----------------------------------------------------------------------------- conv1d
