@@ -165,8 +165,8 @@ def _sm_count(device_id: int) -> int:
 def _igemm_launch(device_id: int, g: ConvGeometry, mode: str, dtype_name: str):
     """(kernel, grid, block, trailing arguments) of one implicit-GEMM call, memoized per device,
     geometry, mode and dtype: the plan's tables on the device, the tile, the int32/int64
-    scalars. Building them took ~50 us of Python per call, as long as a3's whole GEMM on an H200
-    takes a tenth of (the sweep's kernel alone ran 0.65 ms, the call 0.71 ms)."""
+    scalars. Building them on every call cost ~50 us of Python, a tenth of a3's whole GEMM on an
+    H200 (the sweep's kernel alone ran 0.65 ms, the call 0.71 ms)."""
     plan = src.igemm_plan(g, mode)
     batches = g.groups * plan.nphase
     tile = src.igemm_tile(dtype_name, plan.M, plan.max_p, batches, _sm_count(device_id))
@@ -206,12 +206,12 @@ def _columns(x, g: ConvGeometry, n0: int, B: int):
     return cols.reshape(B, G, Kg, P)
 
 
-def _depthwise(x, w, y, shape, geom) -> None:
-    """conv2d_depthwise_fwd: shape = (N, C, H, W, O, Ho, Wo) and geom = (KH, KW, sh, sw, dh, dw, ph, pw)
-    as int32, x (N, C, H, W) -> y (N, O, Ho, Wo)."""
-    N, O, Ho, Wo = (int(v) for v in (shape[0], shape[4], shape[5], shape[6]))
-    _launch_planes("conv", src.depthwise_name(x.dtype, int(geom[0]), int(geom[1])), N * O, Ho * Wo,
-                   (x, w, y) + tuple(shape) + tuple(geom), x.dtype)
+def _depthwise(x, w, y, kernel, stride, dilation, pad) -> None:
+    """conv2d_depthwise_fwd: x (N, C, H, W) and w (O, 1, KH, KW) -> y (N, O, Ho, Wo); ``pad`` is
+    the pair of low paddings (negative ones crop)."""
+    (N, C, H, W), (O, Ho, Wo) = x.shape, y.shape[1:]
+    args = (x, w, y) + tuple(_i32(v) for v in (N, C, H, W, O, Ho, Wo, *kernel, *stride, *dilation, *pad))
+    _launch_planes("conv", src.depthwise_name(x.dtype, *kernel), N * O, Ho * Wo, args, x.dtype)
 
 
 def _wmat(w, g: ConvGeometry):
@@ -229,7 +229,7 @@ def conv_forward(x, w, g: ConvGeometry, algo: str, epilogue=None):
     t = src.ctype(x.dtype)
     if algo == "direct":
         if g.C_in // g.groups == 1:
-            _depthwise(x, w, y, _shape_args(g), _geom_args(g))
+            _depthwise(x, w, y, g.kernel, g.stride, g.dilation, (g.padding[0][0], g.padding[1][0]))
         else:
             args = (x, w, y) + _shape_args(g) + _geom_args(g) + (_i32(g.groups),)
             _launch_elementwise("conv", f"conv2d_direct_fwd<{t}>", y.size, args, x.dtype)
@@ -259,11 +259,8 @@ def conv_grad_input(dy, w, g: ConvGeometry, algo: str):
             # depthwise, stride 1: dx is the depthwise correlation of dy with the flipped filters
             # over the padding (KH-1)*dh - ph (negative where the forward padding was larger)
             (kh, kw), (dh, dw) = g.kernel, g.dilation
-            shape = _shape_args(g)  # (N, C, H, W, O, Ho, Wo): dy's plane is the input here
-            flipped = (_i32(kh), _i32(kw), _i32(1), _i32(1), _i32(dh), _i32(dw),
-                       _i32((kh - 1) * dh - g.padding[0][0]), _i32((kw - 1) * dw - g.padding[1][0]))
-            _depthwise(dy, _c(w[:, :, ::-1, ::-1]), dx,
-                       (shape[0], shape[1], shape[5], shape[6], shape[1], shape[2], shape[3]), flipped)
+            pad = ((kh - 1) * dh - g.padding[0][0], (kw - 1) * dw - g.padding[1][0])
+            _depthwise(dy, _c(w[:, :, ::-1, ::-1]), dx, g.kernel, (1, 1), g.dilation, pad)
             return dx
         args = (dy, w, dx) + _shape_args(g) + _geom_args(g) + (_i32(g.groups),)
         _launch_elementwise("conv", f"conv2d_direct_bwd_input<{t}>", dx.size, args, dy.dtype)
