@@ -105,13 +105,45 @@ def test_every_implicit_gemm_tile_matches_cpu(dtype, stride, rng, monkeypatch):
     gy = _rand(rng, fastconv.output_shape(x2_shape, w2.shape, **kw))
     dx_ref = grad.conv2d_input(x2_shape, w2, gy, **kw)
     X, Wt, W2, GY = (cp.asarray(a.astype(dtype)) for a in (x, w, w2, gy))
+    gy1 = _rand(rng, y_ref.shape)
+    dw_ref = grad.conv2d_weight(x, w.shape, gy1, **kw)
+    GY1 = cp.asarray(gy1.astype(dtype))
     for tile in src.IGEMM_TILES[dtype]:
         monkeypatch.setattr(src, "igemm_tile", lambda *a, _t=tile, **k: _t)
-        cuda_backend._igemm_launch.cache_clear()  # the launch (tile included) is memoized
+        _clear_igemm_launches()  # the launches (tile included) are memoized
         check(fastconv.conv2d(X, Wt, algo="implicit_gemm", **kw), y_ref, dtype, f"forward, tile {tile}")
         check(grad.conv2d_input(x2_shape, W2, GY, algo="implicit_gemm", **kw), dx_ref, dtype,
               f"grad input, tile {tile}")
-    cuda_backend._igemm_launch.cache_clear()  # later tests get the tiles igemm_tile picks
+        check(grad.conv2d_weight(X, w.shape, GY1, algo="implicit_gemm", **kw), dw_ref, dtype,
+              f"grad weight, tile {tile}")
+    _clear_igemm_launches()  # later tests get the tiles igemm_tile picks
+
+
+def _clear_igemm_launches():
+    cuda_backend._igemm_launch.cache_clear()
+    cuda_backend._wgrad_launch.cache_clear()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("stride,dilation,groups", [(1, 1, 1), (2, 2, 2)])
+def test_implicit_gemm_weight_gradient_split_over_pixels(dtype, stride, dilation, groups, rng, monkeypatch):
+    """The weight gradient's reduction (3 x 20 x 21 pixels at stride 1) cut into as many chunks
+    as the 16-step floor allows, the last one partial; the partial tiles must add up to the
+    CPU's gradient."""
+    from fastconv.backends import _cuda_src as src
+    kw = dict(stride=stride, padding=1, dilation=dilation, groups=groups)
+    x, w_shape = _rand(rng, (3, 4, 20, 21)), (6, 4 // groups, 3, 3)
+    gy = _rand(rng, fastconv.output_shape(x.shape, w_shape, **kw))
+    dw_ref = grad.conv2d_weight(x, w_shape, gy, **kw)
+    monkeypatch.setattr(src, "IGEMM_MIN_BLOCKS_PER_SM", 1000)
+    _clear_igemm_launches()
+    g = fastconv.conv_geometry(x.shape, w_shape, **kw)
+    nsplit = cuda_backend._wgrad_launch(cp.cuda.Device().id, g, dtype)[-1]
+    assert nsplit > 1, nsplit
+    got = grad.conv2d_weight(cp.asarray(x.astype(dtype)), w_shape, cp.asarray(gy.astype(dtype)),
+                             algo="implicit_gemm", **kw)
+    check(got, dw_ref, dtype, f"grad weight in {nsplit} chunks")
+    _clear_igemm_launches()
 
 
 # ----------------------------------------------------------------------------- conv1d
@@ -373,4 +405,4 @@ def test_autotune_times_the_cuda_algorithms(rng):
     assert set(by_op) == {"forward", "grad_weight"}
     p, c = by_op["forward"]
     assert p.backend == "cuda" and p.context[0] == "device" and set(c.times) == set(ALGOS)
-    assert set(by_op["grad_weight"][1].times) == {"direct", "im2col"}
+    assert set(by_op["grad_weight"][1].times) == {"direct", "im2col", "implicit_gemm"}

@@ -63,9 +63,10 @@ def ctype(dtype) -> str:
         raise TypeError(f"the CUDA kernels compute in float32 or float64, got {name}") from None
 
 
-def igemm_name(dtype, tile: str) -> str:
+def igemm_name(dtype, tile: str, kernel: str = "igemm_conv") -> str:
+    """The name expression of ``kernel`` (igemm_conv or igemm_wgrad) with ``tile``."""
     bm, bn, bk, tm, tn = IGEMM_TILES[getattr(dtype, "name", str(dtype))][tile]
-    return f"igemm_conv<{ctype(dtype)},{bm},{bn},{bk},{tm},{tn}>"
+    return f"{kernel}<{ctype(dtype)},{bm},{bn},{bk},{tm},{tn}>"
 
 
 def depthwise_name(dtype, kh: int, kw: int) -> str:
@@ -83,7 +84,8 @@ def name_expressions(module: str, dtype) -> tuple[str, ...]:
     if module == "im2col":
         return (f"im2col_kernel<{t}>", f"col2im_gather<{t}>")
     if module == "igemm":
-        return tuple(igemm_name(dtype, tile) for tile in IGEMM_TILES[getattr(dtype, "name", str(dtype))])
+        return tuple(igemm_name(dtype, tile, kernel) for kernel in ("igemm_conv", "igemm_wgrad")
+                     for tile in IGEMM_TILES[getattr(dtype, "name", str(dtype))])
     if module == "pool":
         return (f"max_pool2d_fwd<{t}>", f"max_pool2d_bwd<{t}>", f"avg_pool2d_fwd<{t}>", f"avg_pool2d_bwd<{t}>")
     raise ValueError(f"unknown CUDA module {module!r}; expected one of {tuple(MODULES)}")

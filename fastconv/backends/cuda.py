@@ -22,8 +22,9 @@ Algorithms:
     ``'implicit_gemm'``  ``implicit_gemm.cu``: shared-memory tiled GEMM gathering the columns on
                          the fly (Chetlur et al. 2014, cuDNN); the input gradient is split into
                          stride phases so that no structural zero is multiplied.
-                         The weight gradient of both GEMM algorithms is im2col + cuBLAS: its
-                         reduction runs over N*Ho*Wo, which one output tile would serialize.
+                         The weight gradient is the same GEMM with its reduction over N*Ho*Wo
+                         split into chunks (enough blocks to fill the GPU), whose partial tiles
+                         are summed in a fixed order (``igemm_wgrad``).
 
 Every kernel is deterministic (fixed reduction orders, no atomics), so two runs agree bit for
 bit. cuBLAS follows CuPy's TF32 setting (off unless ``CUPY_TF32=1``).
@@ -140,9 +141,8 @@ def choose_algo(geom: ConvGeometry) -> str:
 
 
 def algos_for(geom: ConvGeometry, op: str) -> list:
-    """What the autotuner times for ``op`` on ``geom``: every algorithm (the implicit GEMM's weight
-    gradient is im2col's: not timed twice)."""
-    return [a for a in ALGOS if a != "implicit_gemm" or op != "grad_weight"]
+    """What the autotuner times for ``op`` on ``geom``: every algorithm."""
+    return list(ALGOS)
 
 
 def timing_context() -> tuple:
@@ -184,6 +184,36 @@ def _igemm(inp, w, out, g: ConvGeometry, mode: str) -> None:
     kern, grid, block, rest = _igemm_launch(cupy.cuda.Device().id, g, mode, out.dtype.name)
     if grid[0] > 0:
         kern(grid, block, (inp, w, out) + rest)
+
+
+@functools.lru_cache(maxsize=256)
+def _wgrad_launch(device_id: int, g: ConvGeometry, dtype_name: str):
+    """(kernel, grid, block, trailing arguments, nsplit) of the implicit-GEMM weight gradient.
+
+    dw's GEMM (Og x Cg*KH*KW per group) has few tiles, its reduction (N*Ho*Wo) many steps: the
+    reduction is cut into ``nsplit`` chunks of whole K steps, enough for IGEMM_MIN_BLOCKS_PER_SM
+    blocks per SM, each chunk at least 16 steps long, the partial tiles within WORKSPACE_BYTES.
+    """
+    plan = src.igemm_plan(g, "forward")
+    M, K, P = plan.M, int(plan.phases[0][1]), plan.max_p
+    sms = _sm_count(device_id)
+    tile = src.igemm_tile(dtype_name, M, K, 1 << 20, sms)  # the tallest tile that M needs
+    bm, bn, bk, tm, tn = src.IGEMM_TILES[dtype_name][tile]
+    tiles = -(-M // bm) * -(-K // bn) * g.groups
+    w_bytes = g.C_out * K * np.dtype(dtype_name).itemsize
+    nsplit = max(1, min(-(-src.IGEMM_MIN_BLOCKS_PER_SM * sms // tiles), -(-P // (16 * bk)),
+                        WORKSPACE_BYTES // max(w_bytes, 1)))
+    per_split = -(-P // nsplit)
+    chunk = max(1, -(-per_split // bk)) * bk          # whole K steps
+    nsplit = max(1, -(-P // chunk))
+    scalars = tuple(np.int64(v) if n.endswith(":ll") else _i32(v)
+                    for n, v in zip(src.IGEMM_SCALARS, plan.scalars))
+    with cupy.cuda.Device(device_id):
+        tables = (cupy.asarray(plan.ktab), cupy.asarray(plan.phases))
+    kern = _function(device_id, "igemm", dtype_name, src.igemm_name(dtype_name, tile, "igemm_wgrad"))
+    grid = (-(-K // bn), -(-M // bm), g.groups * nsplit)
+    extra = (_i32(nsplit), _i32(chunk), np.int64(g.C_out * K))
+    return kern, grid, ((bm // tm) * (bn // tn),), tables + scalars + extra, nsplit
 
 
 # ----------------------------------------------------------------------------- im2col helpers
@@ -298,7 +328,13 @@ def conv_grad_weight(x, dy, g: ConvGeometry, algo: str):
         if dw.size:
             _kernel("conv", f"conv2d_direct_bwd_weight<{t}>", x.dtype)((dw.size,), (BLOCK,), args)
         return dw
-    if algo not in ("im2col", "implicit_gemm"):
+    if algo == "implicit_gemm":
+        kern, grid, block, rest, nsplit = _wgrad_launch(cupy.cuda.Device().id, g, x.dtype.name)
+        ws = cupy.empty((nsplit,) + g.w_shape, x.dtype)
+        kern(grid, block, (x, dy, ws) + rest)
+        # the partial tiles summed in a fixed order: deterministic, unlike atomics
+        return ws[0] if nsplit == 1 else ws.sum(axis=0)
+    if algo != "im2col":
         raise ValueError(f"algo must be one of {ALGOS} on the cuda backend, got {algo!r}")
     G = g.groups
     Og = g.C_out // G
