@@ -190,7 +190,8 @@ def main(argv=None):
                 t_med, t_min = time_torch(tfn)
                 rows.append((name, "cuDNN (torch)", t_med, t_min, flops / t_med / 1e9, 1.0, 0.0))
             best = None
-            for algo in cuda_backend.ALGOS:
+            # every algorithm that computes this anchor (Winograd: 3x3 stride-1 ones)
+            for algo in cuda_backend.algos_for(geom, "grad_input" if args[3] else "forward"):
                 if algo == "direct" and geom.macs > 2e10 and not geom.is_depthwise:
                     notes.append(f"{name}: direct skipped ({geom.macs / 1e9:.0f} GMAC: one thread per "
                                  f"output would take seconds)")

@@ -90,6 +90,22 @@ class ConvGeometry:
         return (self.kernel == (1, 1) and self.stride == (1, 1)
                 and self.padding == ((0, 0), (0, 0)) and self.in_size == self.out_size)
 
+    @property
+    def is_winograd_3x3(self) -> bool:
+        """A dense (groups=1) 2-D 3x3 convolution at stride 1 and dilation 1, any padding: what
+        the Winograd algorithms of both backends compute (forward and input gradient)."""
+        return (self.kernel == (3, 3) and self.stride == (1, 1) and self.dilation == (1, 1)
+                and self.groups == 1 and self.spatial_dims == 2)
+
+
+def check_winograd(g: ConvGeometry) -> None:
+    """Raise the ValueError of ``algo='winograd'`` on a geometry it does not cover."""
+    if not g.is_winograd_3x3:
+        raise ValueError(
+            "algo='winograd' needs a 2-D convolution with a 3x3 kernel, stride 1, dilation 1 and "
+            f"groups=1; got kernel {g.kernel}, stride {g.stride}, dilation {g.dilation}, "
+            f"groups={g.groups} ({g.spatial_dims}-D): use algo='auto', 'im2col' or 'direct'")
+
 
 def _tuple(value, n: int, name: str) -> tuple[int, ...]:
     """An int or a length-n sequence of ints, each >= 1 (stride, dilation) -> n-tuple."""

@@ -30,7 +30,7 @@ from fastconv.backends import _cuda_src as src
 #: holds 64 accumulators plus 16-deep prefetch registers (191 on sm_90 with nvcc 13); its launch
 #: bounds ask for one block of 256 threads per SM, which allows 255. Everything else is a
 #: one-thread-per-element loop that should fit in 64 (full occupancy on sm_90).
-REGISTER_BUDGET = {"igemm": 200, "conv": 64, "im2col": 64, "pool": 64}
+REGISTER_BUDGET = {"igemm": 200, "conv": 64, "im2col": 64, "pool": 64, "winograd": 64}
 ARCH = "sm_90"
 DTYPES = ("float32", "float64")
 

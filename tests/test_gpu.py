@@ -27,6 +27,12 @@ from fastconv import grad  # noqa: E402
 from fastconv.backends import cuda as cuda_backend, get_backend  # noqa: E402
 
 ALGOS = cuda_backend.ALGOS
+#: the algorithms that take every geometry; Winograd (dense 3x3, stride 1) where it applies
+GENERAL = tuple(a for a in ALGOS if a != "winograd")
+
+
+def _winograd_applies(k, stride, dilation, groups) -> bool:
+    return tuple(k) == (3, 3) and stride in (1, (1, 1)) and dilation in (1, (1, 1)) and groups == 1
 TOL = {"float32": 1e-5, "float64": 1e-11}
 
 
@@ -70,8 +76,10 @@ def rng():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("algo", ALGOS)
-@pytest.mark.parametrize("case", CONV2D_CASES, ids=_id)
+@pytest.mark.parametrize("case,algo", [
+    (c, a) for c in CONV2D_CASES for a in ALGOS
+    if a != "winograd" or _winograd_applies(c["k"], c["stride"], c["dilation"], c["groups"])],
+    ids=lambda v: v if isinstance(v, str) else _id(v))
 def test_conv2d_and_grads_match_cpu(case, algo, dtype, rng):
     c = case
     x = _rand(rng, (2, c["C_in"], 9, 11))
@@ -148,7 +156,7 @@ def test_implicit_gemm_weight_gradient_split_over_pixels(dtype, stride, dilation
 
 # ----------------------------------------------------------------------------- conv1d
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("algo", GENERAL)
 @pytest.mark.parametrize("stride,padding,dilation,groups", [
     (1, 0, 1, 1), (2, 3, 1, 1), (1, "same", 2, 2), (3, [(2, 0)], 1, 4), (2, "same", 3, 1),
 ])
@@ -168,7 +176,7 @@ def test_conv1d_and_grads_match_cpu(stride, padding, dilation, groups, algo, dty
 
 # ----------------------------------------------------------------------------- transposed
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("algo", GENERAL)
 @pytest.mark.parametrize("k,stride,padding,output_padding,dilation,groups", [
     ((4, 4), 2, 1, 0, 1, 1), ((3, 3), 2, 1, 1, 1, 1), ((3, 3), 3, 0, 2, 1, 2), ((2, 5), (2, 3), (0, 2), (1, 0), 1, 1),
     ((3, 3), 1, 1, 0, 2, 4), ((1, 1), 2, 0, 1, 1, 1), ((5, 5), 2, ((2, 1), (0, 3)), 0, 1, 1),
@@ -209,7 +217,7 @@ if st is not None:
                      dilation=(draw(st.integers(1, 3)), draw(st.integers(1, 3))), groups=groups))
 
     @settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
-    @given(geometries(), st.sampled_from(ALGOS))
+    @given(geometries(), st.sampled_from(GENERAL))
     def test_random_geometries_match_cpu(geometry, algo):
         """Forward and both gradients in float64 against the CPU engine, on shapes nobody chose."""
         from fastconv.geometry import conv_geometry
@@ -230,6 +238,67 @@ if st is not None:
               "float64", "grad weight")
 
 
+# ----------------------------------------------------------------------------- Winograd
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("size,padding", [((1, 1), 1), ((3, 4), 0), ((7, 6), 3), ((5, 9), ((2, 0), (0, 1))),
+                                          ((6, 6), "same"), ((8, 5), "valid"), ((4, 4), 2)])
+def test_winograd_sizes_and_paddings_match_cpu(size, padding, dtype, rng):
+    """Odd and even output sizes (partial 2x2 tiles), outputs smaller than a tile, padding 3
+    (the input gradient's padding 2 - 3 crops) and asymmetric pairs; forward, input gradient and
+    the weight gradient it routes to the implicit GEMM."""
+    x, w = _rand(rng, (3, 5) + size), _rand(rng, (7, 5, 3, 3))
+    y_ref = fastconv.conv2d(x, w, padding=padding)
+    gy = _rand(rng, y_ref.shape)
+    X, Wt, GY = (cp.asarray(a.astype(dtype)) for a in (x, w, gy))
+    check(fastconv.conv2d(X, Wt, padding=padding, algo="winograd"), y_ref, dtype, "forward")
+    check(grad.conv2d_input(x.shape, Wt, GY, padding=padding, algo="winograd"),
+          grad.conv2d_input(x.shape, w, gy, padding=padding), dtype, "grad input")
+    check(grad.conv2d_weight(X, w.shape, GY, padding=padding, algo="winograd"),
+          grad.conv2d_weight(x, w.shape, gy, padding=padding), dtype, "grad weight")
+
+
+def test_winograd_batch_tiles_cover_the_batch(rng, monkeypatch):
+    """A workspace of one image per tile: the transforms and GEMMs run image by image."""
+    monkeypatch.setattr(cuda_backend, "WORKSPACE_BYTES", 1)
+    x, w = _rand(rng, (3, 4, 6, 7)), _rand(rng, (5, 4, 3, 3))
+    check(fastconv.conv2d(cp.asarray(x), cp.asarray(w), padding=1, algo="winograd"),
+          fastconv.conv2d(x, w, padding=1), "float64", "forward in 3 batch tiles")
+
+
+@pytest.mark.parametrize("w_shape,kw", [((4, 4, 3, 3), dict(stride=2)), ((4, 4, 3, 3), dict(dilation=2)),
+                                        ((4, 2, 3, 3), dict(groups=2)), ((4, 4, 5, 5), {})])
+def test_winograd_refuses_what_it_does_not_compute(w_shape, kw):
+    x, w = cp.zeros((1, 4, 8, 8)), cp.zeros(w_shape)
+    gy = cp.zeros(fastconv.output_shape(x.shape, w_shape, **kw))
+    with pytest.raises(ValueError, match="winograd"):
+        fastconv.conv2d(x, w, algo="winograd", **kw)
+    with pytest.raises(ValueError, match="winograd"):
+        grad.conv2d_weight(x, w_shape, gy, algo="winograd", **kw)
+
+
+if st is not None:
+    @settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(st.integers(1, 2), st.integers(1, 5), st.integers(1, 5), st.integers(1, 11), st.integers(1, 11),
+           st.one_of(st.integers(0, 3), st.sampled_from(["same", "valid"]),
+                     st.tuples(st.tuples(st.integers(0, 3), st.integers(0, 3)),
+                               st.tuples(st.integers(0, 3), st.integers(0, 3)))))
+    def test_winograd_random_geometries_match_cpu(n, c_in, c_out, h, w_, padding):
+        """Forward and input gradient in float64 against the CPU engine on 3x3 stride-1 shapes."""
+        from fastconv.geometry import conv_geometry
+        try:
+            conv_geometry((n, c_in, h, w_), (c_out, c_in, 3, 3), 1, padding)
+        except ValueError:
+            return  # an invalid geometry: refused before any kernel, as on the CPU
+        rng = np.random.default_rng(h * 131 + w_)
+        x, w = _rand(rng, (n, c_in, h, w_)), _rand(rng, (c_out, c_in, 3, 3))
+        y = fastconv.conv2d(x, w, padding=padding)
+        gy = _rand(rng, y.shape)
+        check(fastconv.conv2d(cp.asarray(x), cp.asarray(w), padding=padding, algo="winograd"), y,
+              "float64", "forward")
+        check(grad.conv2d_input(x.shape, cp.asarray(w), cp.asarray(gy), padding=padding, algo="winograd"),
+              grad.conv2d_input(x.shape, w, gy, padding=padding), "float64", "grad input")
+
+
 # ----------------------------------------------------------------------------- anchors, small batch
 ANCHORS = {  # (C_in, C_out, H, k, stride, padding, groups, transposed)
     "a1": (64, 64, 56, 3, 1, 1, 1, False),
@@ -241,8 +310,9 @@ ANCHORS = {  # (C_in, C_out, H, k, stride, padding, groups, transposed)
 }
 
 
-@pytest.mark.parametrize("algo", ALGOS)
-@pytest.mark.parametrize("anchor", sorted(ANCHORS))
+@pytest.mark.parametrize("anchor,algo", [
+    (n, a) for n in sorted(ANCHORS) for a in ALGOS
+    if a != "winograd" or (not ANCHORS[n][7] and _winograd_applies((ANCHORS[n][3],) * 2, ANCHORS[n][4], 1, ANCHORS[n][6]))])
 def test_anchor_shapes_float32(anchor, algo, rng):
     C_in, C_out, H, k, s, p, groups, transposed = ANCHORS[anchor]
     x = _rand(rng, (2, C_in, H, H)).astype(np.float32)
@@ -261,7 +331,7 @@ def test_anchor_shapes_float32(anchor, algo, rng):
 def test_gpu_results_are_deterministic(rng):
     x = cp.asarray(_rand(rng, (4, 32, 20, 20)).astype(np.float32))
     w = cp.asarray(_rand(rng, (48, 32, 3, 3)).astype(np.float32))
-    for algo in ALGOS:
+    for algo in GENERAL:
         y1 = fastconv.conv2d(x, w, stride=2, padding=1, algo=algo)
         gy = cp.ones_like(y1)
         a = [fastconv.conv2d(x, w, stride=2, padding=1, algo=algo),
@@ -404,5 +474,5 @@ def test_autotune_times_the_cuda_algorithms(rng):
     by_op = {p.op: (p, c) for p, c in tuned.items()}
     assert set(by_op) == {"forward", "grad_weight"}
     p, c = by_op["forward"]
-    assert p.backend == "cuda" and p.context[0] == "device" and set(c.times) == set(ALGOS)
+    assert p.backend == "cuda" and p.context[0] == "device" and set(c.times) == set(ALGOS)  # 3x3, stride 1: Winograd too
     assert set(by_op["grad_weight"][1].times) == {"direct", "im2col", "implicit_gemm"}

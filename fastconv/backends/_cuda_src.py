@@ -20,6 +20,7 @@ MODULES = {
     "im2col": "im2col.cu",
     "igemm": "implicit_gemm.cu",
     "pool": "pool.cu",
+    "winograd": "winograd.cu",
 }
 
 #: NVRTC options passed to RawModule (CuPy adds the architecture of the device itself).
@@ -88,6 +89,8 @@ def name_expressions(module: str, dtype) -> tuple[str, ...]:
                      for tile in IGEMM_TILES[getattr(dtype, "name", str(dtype))])
     if module == "pool":
         return (f"max_pool2d_fwd<{t}>", f"max_pool2d_bwd<{t}>", f"avg_pool2d_fwd<{t}>", f"avg_pool2d_bwd<{t}>")
+    if module == "winograd":
+        return (f"winograd_weight<{t}>", f"winograd_input<{t}>", f"winograd_output<{t}>")
     raise ValueError(f"unknown CUDA module {module!r}; expected one of {tuple(MODULES)}")
 
 

@@ -39,7 +39,7 @@ import threading
 import numba
 import numpy as np
 
-from fastconv.geometry import ConvGeometry
+from fastconv.geometry import ConvGeometry, check_winograd
 from fastconv.kernels.cpu import depthwise, direct, epilogue, fft, gemm, im2col as _im2col, winograd
 from fastconv.kernels.cpu._common import for_work, runs_serially, serial_if
 
@@ -109,7 +109,7 @@ def choose_algo(geom: ConvGeometry) -> str:
     # a GEMM with a handful of rows is a matrix-vector product: no reuse for BLAS to exploit
     if geom.is_depthwise or kg < 16 or og < 4 or (geom.groups > 1 and cg < 4):
         return "direct"
-    if (winograd_applies(geom) and min(geom.C_in, geom.C_out) >= WINOGRAD_MIN_CHANNELS
+    if (geom.is_winograd_3x3 and min(geom.C_in, geom.C_out) >= WINOGRAD_MIN_CHANNELS
             and geom.N * -(-geom.out_size[0] // 4) * -(-geom.out_size[1] // 4) >= WINOGRAD_MIN_TILES):
         return "winograd"
     if fft_pays(geom):
@@ -150,7 +150,7 @@ def fft_considered(geom: ConvGeometry) -> bool:
 def algos_for(geom: ConvGeometry, op: str) -> list:
     """What the autotuner times for ``op`` ('forward', 'grad_input', 'grad_weight') on ``geom``:
     every algorithm that covers it (Winograd's weight gradient is im2col's: not timed twice)."""
-    return [a for a in ALGOS if a != "winograd" or (winograd_applies(geom) and op != "grad_weight")]
+    return [a for a in ALGOS if a != "winograd" or (geom.is_winograd_3x3 and op != "grad_weight")]
 
 
 def timing_context() -> tuple:
@@ -160,20 +160,6 @@ def timing_context() -> tuple:
 
 def synchronize() -> None:
     """CPU calls return when done: nothing to wait for (the CUDA backend waits for the device)."""
-
-
-def winograd_applies(geom: ConvGeometry) -> bool:
-    """F(4x4, 3x3) covers dense (groups=1) 3x3 kernels at stride 1 and dilation 1, any padding."""
-    return (geom.kernel == (3, 3) and geom.stride == (1, 1) and geom.dilation == (1, 1)
-            and geom.groups == 1 and geom.spatial_dims == 2)
-
-
-def _check_winograd(g: ConvGeometry) -> None:
-    if not winograd_applies(g):
-        raise ValueError(
-            "algo='winograd' needs a 2-D convolution with a 3x3 kernel, stride 1, dilation 1 and "
-            f"groups=1; got kernel {g.kernel}, stride {g.stride}, dilation {g.dilation}, "
-            f"groups={g.groups} ({g.spatial_dims}-D): use algo='auto', 'im2col' or 'direct'")
 
 
 def _tile_rows(g: ConvGeometry, dtype, tasks_per_row_tile: int) -> int:
@@ -398,7 +384,7 @@ def conv_forward(x, w, g: ConvGeometry, algo: str, epilogue=None):
     and tiled GEMM kernels (applied while each output tile is in cache), a pass after the others."""
     ep = _kernel_epilogue(epilogue, x.dtype, g.C_out)
     if algo == "winograd":
-        _check_winograd(g)
+        check_winograd(g)
         return _winograd(x, w, g.y_shape, g.padding[0][0], g.padding[1][0], ep)
     if algo == "direct" and g.is_depthwise:
         y = np.empty(g.y_shape, x.dtype)
@@ -440,7 +426,7 @@ def conv_grad_input(dy, w, g: ConvGeometry, algo: str):
     if algo == "winograd":
         # the input gradient of a 3x3 stride-1 convolution is one too: flipped, transposed
         # weights and low padding 2 - p
-        _check_winograd(g)
+        check_winograd(g)
         return _winograd(dy, w, g.x_shape, 2 - g.padding[0][0], 2 - g.padding[1][0],
                          _kernel_epilogue(None, dy.dtype, g.C_in), transposed=True)
     G = g.groups
@@ -468,7 +454,7 @@ def conv_grad_weight(x, dy, g: ConvGeometry, algo: str):
         for_work(depthwise.conv_grad_weight, g.macs)(x, dy, dwt, *_geom_ints(g))
         return dwt
     if algo == "winograd":
-        _check_winograd(g)          # the weight gradient itself runs im2col
+        check_winograd(g)          # the weight gradient itself runs im2col
     if algo == "direct":
         dwt = np.empty(g.w_shape, x.dtype)
         for_work(direct.conv_grad_weight, g.macs)(x, dy, dwt, *_geom_ints(g), g.groups)

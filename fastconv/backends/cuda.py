@@ -25,6 +25,10 @@ Algorithms:
                          The weight gradient is the same GEMM with its reduction over N*Ho*Wo
                          split into chunks (enough blocks to fill the GPU), whose partial tiles
                          are summed in a fixed order (``igemm_wgrad``).
+    ``'winograd'``       ``winograd.cu``: F(2x2, 3x3) for dense 3x3 stride-1 convolutions (forward
+                         and input gradient): filter, input and output transforms around one
+                         batched cuBLAS GEMM of 16 products (2.25x fewer multiply-adds). Not
+                         chosen by ``auto`` (not yet timed on a GPU); the autotuner times it.
 
 Every kernel is deterministic (fixed reduction orders, no atomics), so two runs agree bit for
 bit. cuBLAS follows CuPy's TF32 setting (off unless ``CUPY_TF32=1``).
@@ -44,7 +48,7 @@ import numpy as np
 import cupy
 
 from fastconv.backends import _cuda_src as src
-from fastconv.geometry import ConvGeometry
+from fastconv.geometry import ConvGeometry, check_winograd
 
 
 def _require_device() -> None:
@@ -61,7 +65,7 @@ _require_device()
 
 name = "cuda"
 xp = cupy
-ALGOS = ("direct", "im2col", "implicit_gemm")
+ALGOS = ("direct", "im2col", "implicit_gemm", "winograd")
 
 #: Threads per block of the one-thread-per-element kernels.
 BLOCK = 256
@@ -141,8 +145,9 @@ def choose_algo(geom: ConvGeometry) -> str:
 
 
 def algos_for(geom: ConvGeometry, op: str) -> list:
-    """What the autotuner times for ``op`` on ``geom``: every algorithm."""
-    return list(ALGOS)
+    """What the autotuner times for ``op`` on ``geom``: every algorithm that applies (Winograd:
+    dense 3x3 stride-1 forward and input gradient; its weight gradient is the implicit GEMM's)."""
+    return [a for a in ALGOS if a != "winograd" or (geom.is_winograd_3x3 and op != "grad_weight")]
 
 
 def timing_context() -> tuple:
@@ -216,6 +221,32 @@ def _wgrad_launch(device_id: int, g: ConvGeometry, dtype_name: str):
     return kern, grid, ((bm // tm) * (bn // tn),), tables + scalars + extra, nsplit
 
 
+# ----------------------------------------------------------------------------- Winograd
+def _winograd(x, w, out, pad, transposed: bool) -> None:
+    """out = the 3x3 stride-1 correlation of x with w at low padding ``pad`` (winograd.cu):
+    the filter transform, then per batch tile (under WORKSPACE_BYTES) the input transform, one
+    batched GEMM of 16 (O x C) @ (C x T) products, and the output transform. ``transposed``:
+    w is (C, O, 3, 3) and is read flipped (the input gradient's filters)."""
+    N, C, H, W = x.shape
+    O, Ho, Wo = out.shape[1:]
+    th, tw = -(-Ho // 2), -(-Wo // 2)
+    t = src.ctype(x.dtype)
+    U = cupy.empty((16, O, C), x.dtype)
+    _launch_elementwise("winograd", f"winograd_weight<{t}>", O * C,
+                        (w, U, _i32(O), _i32(C), _i32(int(transposed))), x.dtype)
+    B = max(1, min(N, WORKSPACE_BYTES // max(16 * (C + O) * th * tw * x.dtype.itemsize, 1)))
+    for n0 in range(0, N, B):
+        b = min(B, N - n0)
+        V = cupy.empty((16, C, b * th * tw), x.dtype)
+        _launch_elementwise("winograd", f"winograd_input<{t}>", V[0].size,
+                            (x[n0:n0 + b], V, _i32(b), _i32(C), _i32(H), _i32(W), _i32(th), _i32(tw),
+                             _i32(pad[0]), _i32(pad[1])), x.dtype)
+        M = cupy.matmul(U, V)
+        _launch_elementwise("winograd", f"winograd_output<{t}>", M[0].size,
+                            (M, out[n0:n0 + b], _i32(b), _i32(O), _i32(Ho), _i32(Wo), _i32(th), _i32(tw)),
+                            x.dtype)
+
+
 # ----------------------------------------------------------------------------- im2col helpers
 def _batch_tile(g: ConvGeometry, itemsize: int) -> int:
     per_image = g.C_in * g.kernel[0] * g.kernel[1] * g.out_size[0] * g.out_size[1] * itemsize
@@ -272,6 +303,9 @@ def conv_forward(x, w, g: ConvGeometry, algo: str, epilogue=None):
             cupy.matmul(wm, _columns(x, g, n0, b), out=yv[n0:n0 + b])
     elif algo == "implicit_gemm":
         _igemm(x, w, y, g, "forward")
+    elif algo == "winograd":
+        check_winograd(g)
+        _winograd(x, w, y, (g.padding[0][0], g.padding[1][0]), transposed=False)
     else:
         raise ValueError(f"algo must be one of {ALGOS} on the cuda backend, got {algo!r}")
     if epilogue is not None:
@@ -315,6 +349,11 @@ def conv_grad_input(dy, w, g: ConvGeometry, algo: str):
         dx = cupy.empty(g.x_shape, dy.dtype)
         _igemm(dy, w, dx, g, "grad_input")
         return dx
+    if algo == "winograd":
+        check_winograd(g)
+        dx = cupy.empty(g.x_shape, dy.dtype)
+        _winograd(dy, w, dx, (2 - g.padding[0][0], 2 - g.padding[1][0]), transposed=True)
+        return dx
     raise ValueError(f"algo must be one of {ALGOS} on the cuda backend, got {algo!r}")
 
 
@@ -328,6 +367,9 @@ def conv_grad_weight(x, dy, g: ConvGeometry, algo: str):
         if dw.size:
             _kernel("conv", f"conv2d_direct_bwd_weight<{t}>", x.dtype)((dw.size,), (BLOCK,), args)
         return dw
+    if algo == "winograd":
+        check_winograd(g)  # the weight gradient itself runs the implicit GEMM
+        algo = "implicit_gemm"
     if algo == "implicit_gemm":
         kern, grid, block, rest, nsplit = _wgrad_launch(cupy.cuda.Device().id, g, x.dtype.name)
         ws = cupy.empty((nsplit,) + g.w_shape, x.dtype)
