@@ -202,7 +202,7 @@ def _wgrad_launch(device_id: int, g: ConvGeometry, dtype_name: str):
     plan = src.igemm_plan(g, "forward")
     M, K, P = plan.M, int(plan.phases[0][1]), plan.max_p
     sms = _sm_count(device_id)
-    tile = src.igemm_tile(dtype_name, M, K, 1 << 20, sms)  # the tallest tile that M needs
+    tile = src.igemm_tile(dtype_name, M)  # the tallest tile M needs: the split fills the GPU
     bm, bn, bk, tm, tn = src.IGEMM_TILES[dtype_name][tile]
     tiles = -(-M // bm) * -(-K // bn) * g.groups
     w_bytes = g.C_out * K * np.dtype(dtype_name).itemsize
