@@ -72,7 +72,8 @@ def fastconv_algo_applies(case: Case, algo: str) -> bool:
     5x5 and more: elsewhere it is slow by construction and would only lengthen the run)."""
     from fastconv.backends import cpu
     if algo == "winograd":
-        return cpu.winograd_applies(case_geometry(case))
+        g = case_geometry(case)
+        return g is not None and g.is_winograd_3x3
     if algo == "fft":
         g = case_geometry(case)
         return g is not None and cpu.fft_considered(g)
