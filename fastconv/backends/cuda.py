@@ -166,6 +166,14 @@ def _sm_count(device_id: int) -> int:
     return int(cupy.cuda.Device(device_id).attributes["MultiProcessorCount"])
 
 
+def _plan_args(device_id: int, plan) -> tuple:
+    """The plan's tables on the device, then its scalars as the kernel's int32 / int64."""
+    scalars = tuple(np.int64(v) if n.endswith(":ll") else _i32(v)
+                    for n, v in zip(src.IGEMM_SCALARS, plan.scalars))
+    with cupy.cuda.Device(device_id):
+        return (cupy.asarray(plan.ktab), cupy.asarray(plan.phases)) + scalars
+
+
 @functools.lru_cache(maxsize=256)
 def _igemm_launch(device_id: int, g: ConvGeometry, mode: str, dtype_name: str):
     """(kernel, grid, block, trailing arguments) of one implicit-GEMM call, memoized per device,
@@ -177,12 +185,8 @@ def _igemm_launch(device_id: int, g: ConvGeometry, mode: str, dtype_name: str):
     tile = src.igemm_tile(dtype_name, plan.M, plan.max_p, batches, _sm_count(device_id))
     bm, bn, _, tm, tn = src.IGEMM_TILES[dtype_name][tile]
     grid = (-(-plan.max_p // bn), -(-plan.M // bm), batches)
-    scalars = tuple(np.int64(v) if n.endswith(":ll") else _i32(v)
-                    for n, v in zip(src.IGEMM_SCALARS, plan.scalars))
-    with cupy.cuda.Device(device_id):
-        tables = (cupy.asarray(plan.ktab), cupy.asarray(plan.phases))
     kern = _function(device_id, "igemm", dtype_name, src.igemm_name(dtype_name, tile))
-    return kern, grid, ((bm // tm) * (bn // tn),), tables + scalars
+    return kern, grid, ((bm // tm) * (bn // tn),), _plan_args(device_id, plan)
 
 
 def _igemm(inp, w, out, g: ConvGeometry, mode: str) -> None:
@@ -211,14 +215,10 @@ def _wgrad_launch(device_id: int, g: ConvGeometry, dtype_name: str):
     per_split = -(-P // nsplit)
     chunk = max(1, -(-per_split // bk)) * bk          # whole K steps
     nsplit = max(1, -(-P // chunk))
-    scalars = tuple(np.int64(v) if n.endswith(":ll") else _i32(v)
-                    for n, v in zip(src.IGEMM_SCALARS, plan.scalars))
-    with cupy.cuda.Device(device_id):
-        tables = (cupy.asarray(plan.ktab), cupy.asarray(plan.phases))
     kern = _function(device_id, "igemm", dtype_name, src.igemm_name(dtype_name, tile, "igemm_wgrad"))
     grid = (-(-K // bn), -(-M // bm), g.groups * nsplit)
     extra = (_i32(nsplit), _i32(chunk), np.int64(g.C_out * K))
-    return kern, grid, ((bm // tm) * (bn // tn),), tables + scalars + extra, nsplit
+    return kern, grid, ((bm // tm) * (bn // tn),), _plan_args(device_id, plan) + extra, nsplit
 
 
 # ----------------------------------------------------------------------------- Winograd

@@ -17,6 +17,26 @@
 // with the filters transposed (C <-> O) and flipped, and the padding 2 - ph.
 #include "common.cuh"
 
+// Element idx of a (lead, B * th * tw) grid -> lead index, flat tile t and its (b, ty, tx).
+// Divides in idx's own type: 32 bits whenever fc_grid_loop runs in 32 bits.
+struct FcWinogradTile {
+    int lead, b, ty, tx;
+    long long t;
+};
+template <typename I>
+__device__ __forceinline__ FcWinogradTile fc_winograd_tile(I idx, long long Tn, int th, int tw) {
+    FcWinogradTile p;
+    const I n = (I)Tn;  // Tn <= total, which fits I
+    p.lead = (int)(idx / n);
+    const I t = idx - (I)p.lead * n;
+    const int r = (int)(t % (th * tw));
+    p.t = t;
+    p.b = (int)(t / (th * tw));
+    p.ty = r / tw;
+    p.tx = r - p.ty * tw;
+    return p;
+}
+
 // One thread per (o, c): U[xi][o][c] = (G g GT)[xi] for g = w[o][c] (transposed = 0) or
 // g = flip(w[c][o]) (transposed = 1, the input gradient's filters; w is then (C, O, 3, 3)).
 template <typename T>
@@ -54,14 +74,12 @@ __global__ void winograd_weight(const T* __restrict__ w, T* __restrict__ U, int 
 template <typename T>
 __global__ void winograd_input(const T* __restrict__ x, T* __restrict__ V, int B, int C, int H, int W,
                                int th, int tw, int ph, int pw) {
-    const int T_img = th * tw;
-    const long long Tn = (long long)B * T_img, total = (long long)C * Tn;
+    const long long Tn = (long long)B * th * tw, total = (long long)C * Tn;
     fc_grid_loop(total, [&](auto idx) {
-        const int c = (int)(idx / Tn);
-        const long long t = idx - (long long)c * Tn;
-        const int b = (int)(t / T_img), r = (int)(t % T_img);
-        const int ty = r / tw, tx = r - ty * tw;
-        const int y0 = 2 * ty - ph, x0 = 2 * tx - pw;
+        const FcWinogradTile p = fc_winograd_tile(idx, Tn, th, tw);
+        const int c = p.lead, b = p.b;
+        const long long t = p.t;
+        const int y0 = 2 * p.ty - ph, x0 = 2 * p.tx - pw;
         const T* xp = x + ((long long)b * C + c) * H * W;
         T d[4][4];
 #pragma unroll
@@ -95,13 +113,10 @@ __global__ void winograd_input(const T* __restrict__ x, T* __restrict__ V, int B
 template <typename T>
 __global__ void winograd_output(const T* __restrict__ Mt, T* __restrict__ y, int B, int O, int Ho, int Wo,
                                 int th, int tw) {
-    const int T_img = th * tw;
-    const long long Tn = (long long)B * T_img, total = (long long)O * Tn;
+    const long long Tn = (long long)B * th * tw, total = (long long)O * Tn;
     fc_grid_loop(total, [&](auto idx) {
-        const int o = (int)(idx / Tn);
-        const long long t = idx - (long long)o * Tn;
-        const int b = (int)(t / T_img), r = (int)(t % T_img);
-        const int ty = r / tw, tx = r - ty * tw;
+        const FcWinogradTile p = fc_winograd_tile(idx, Tn, th, tw);
+        const int o = p.lead, b = p.b, ty = p.ty, tx = p.tx;
         const long long plane = (long long)O * Tn;
         const T* src = Mt + idx;
         T m[4][4];
