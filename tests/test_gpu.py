@@ -154,6 +154,29 @@ def test_implicit_gemm_weight_gradient_split_over_pixels(dtype, stride, dilation
     _clear_igemm_launches()
 
 
+# ----------------------------------------------------------------------------- per-plane kernels
+@pytest.mark.parametrize("pixels_per_thread", [1, 3, 64])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_per_plane_kernels_cover_every_pixel(pixels_per_thread, stride, rng, monkeypatch):
+    """im2col and the depthwise kernels on 23 x 29 planes (667 pixels: more than one block of
+    256 threads) with each thread taking 1, 3 or 64 pixels of its plane and the grid-filling
+    floor off, so that a thread's pixel loop runs 1, 2 and 3 times with a partial last pass."""
+    monkeypatch.setattr(cuda_backend, "PLANE_PIXELS_PER_THREAD", pixels_per_thread)
+    monkeypatch.setattr(cuda_backend, "PLANE_MIN_BLOCKS_PER_SM", 0)
+    for c_in, c_out, groups, algo in [(3, 4, 1, "im2col"), (4, 4, 4, "direct"), (3, 6, 3, "direct")]:
+        kw = dict(stride=stride, padding=1, groups=groups)
+        x, w = _rand(rng, (2, c_in, 23, 29)), _rand(rng, (c_out, c_in // groups, 3, 3))
+        y_ref = fastconv.conv2d(x, w, **kw)
+        gy = _rand(rng, y_ref.shape)
+        X, Wt, GY = (cp.asarray(a.astype("float64")) for a in (x, w, gy))
+        what = f"{algo}, groups {groups}, {pixels_per_thread} px per thread"
+        check(fastconv.conv2d(X, Wt, algo=algo, **kw), y_ref, "float64", f"forward, {what}")
+        check(grad.conv2d_input(x.shape, Wt, GY, algo=algo, **kw), grad.conv2d_input(x.shape, w, gy, **kw),
+              "float64", f"grad input, {what}")
+        check(grad.conv2d_weight(X, w.shape, GY, algo=algo, **kw), grad.conv2d_weight(x, w.shape, gy, **kw),
+              "float64", f"grad weight, {what}")
+
+
 # ----------------------------------------------------------------------------- conv1d
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("algo", GENERAL)

@@ -72,6 +72,10 @@ BLOCK = 256
 #: Bytes the im2col column buffer may take; the batch is tiled to fit (at least one image).
 WORKSPACE_BYTES = 256 * 1024 * 1024
 _MAX_GRID = 1 << 24  # grid-stride kernels cover the rest
+#: Pixels each thread of a per-plane kernel (im2col, depthwise) takes, and the blocks per SM
+#: below which planes are shared by more blocks anyway (``_launch_planes``).
+PLANE_PIXELS_PER_THREAD = 8
+PLANE_MIN_BLOCKS_PER_SM = 8
 _i32 = np.int32
 
 
@@ -92,6 +96,11 @@ def _kernel(module: str, expr: str, dtype):
     return _function(cupy.cuda.Device().id, module, np.dtype(dtype).name, expr)
 
 
+@functools.lru_cache(maxsize=None)
+def _sm_count(device_id: int) -> int:
+    return int(cupy.cuda.Device(device_id).attributes["MultiProcessorCount"])
+
+
 def _grid(total: int) -> int:
     return max(1, min(-(-total // BLOCK), _MAX_GRID))
 
@@ -103,12 +112,19 @@ def _launch_elementwise(module: str, expr: str, total: int, args, dtype) -> None
 
 def _launch_planes(module: str, expr: str, nplanes: int, plane: int, args, dtype) -> None:
     """A per-plane kernel: gridDim.x steps over the planes, gridDim.y blocks share a plane; the
-    block is one warp per 32 pixels up to BLOCK, so a 7x7 plane does not idle 200 threads."""
+    block is one warp per 32 pixels up to BLOCK, so a 7x7 plane does not idle 200 threads.
+
+    gridDim.y gives each thread about PLANE_PIXELS_PER_THREAD pixels of its plane (the plane's
+    decode and filter load are then paid once per that many pixels), unless the grid would
+    then hold fewer than PLANE_MIN_BLOCKS_PER_SM blocks per SM.
+    """
     if plane >= 1 << 31:
         raise ValueError(f"{expr}: a plane of {plane} pixels does not fit the kernel's 32-bit pixel index")
     if nplanes > 0 and plane > 0:
         block = min(BLOCK, 32 * -(-plane // 32))
-        grid = (min(nplanes, (1 << 31) - 1), min(-(-plane // block), 65535))
+        wanted = -(-PLANE_MIN_BLOCKS_PER_SM * _sm_count(cupy.cuda.Device().id) // nplanes)
+        per_plane = min(max(-(-plane // (block * PLANE_PIXELS_PER_THREAD)), wanted), -(-plane // block))
+        grid = (min(nplanes, (1 << 31) - 1), min(per_plane, 65535))
         _kernel(module, expr, dtype)(grid, (block,), args)
 
 
@@ -161,11 +177,6 @@ def synchronize() -> None:
 
 
 # ----------------------------------------------------------------------------- implicit GEMM
-@functools.lru_cache(maxsize=None)
-def _sm_count(device_id: int) -> int:
-    return int(cupy.cuda.Device(device_id).attributes["MultiProcessorCount"])
-
-
 def _plan_args(device_id: int, plan) -> tuple:
     """The plan's tables on the device, then its scalars as the kernel's int32 / int64."""
     scalars = tuple(np.int64(v) if n.endswith(":ll") else _i32(v)
@@ -196,22 +207,23 @@ def _igemm(inp, w, out, g: ConvGeometry, mode: str) -> None:
 
 
 @functools.lru_cache(maxsize=256)
-def _wgrad_launch(device_id: int, g: ConvGeometry, dtype_name: str):
+def _wgrad_launch(device_id: int, g: ConvGeometry, dtype_name: str, tile: str = None, nsplit: int = None):
     """(kernel, grid, block, trailing arguments, nsplit) of the implicit-GEMM weight gradient.
 
     dw's GEMM (Og x Cg*KH*KW per group) has few tiles, its reduction (N*Ho*Wo) many steps: the
     reduction is cut into ``nsplit`` chunks of whole K steps, enough for IGEMM_MIN_BLOCKS_PER_SM
     blocks per SM, each chunk at least 16 steps long, the partial tiles within WORKSPACE_BYTES.
+    ``tile`` and ``nsplit`` override the rule (``bench/gpu_sweep.py`` times the alternatives).
     """
     plan = src.igemm_plan(g, "forward")
     M, K, P = plan.M, int(plan.phases[0][1]), plan.max_p
-    sms = _sm_count(device_id)
-    tile = src.igemm_tile(dtype_name, M)  # the tallest tile M needs: the split fills the GPU
+    tile = tile or src.igemm_tile(dtype_name, M)  # the tallest tile M needs: the split fills the GPU
     bm, bn, bk, tm, tn = src.IGEMM_TILES[dtype_name][tile]
-    tiles = -(-M // bm) * -(-K // bn) * g.groups
-    w_bytes = g.C_out * K * np.dtype(dtype_name).itemsize
-    nsplit = max(1, min(-(-src.IGEMM_MIN_BLOCKS_PER_SM * sms // tiles), -(-P // (16 * bk)),
-                        WORKSPACE_BYTES // max(w_bytes, 1)))
+    if nsplit is None:
+        tiles = -(-M // bm) * -(-K // bn) * g.groups
+        w_bytes = g.C_out * K * np.dtype(dtype_name).itemsize
+        nsplit = max(1, min(-(-src.IGEMM_MIN_BLOCKS_PER_SM * _sm_count(device_id) // tiles),
+                            -(-P // (16 * bk)), WORKSPACE_BYTES // max(w_bytes, 1)))
     per_split = -(-P // nsplit)
     chunk = max(1, -(-per_split // bk)) * bk          # whole K steps
     nsplit = max(1, -(-P // chunk))

@@ -25,6 +25,20 @@ __device__ __forceinline__ void fc_grid_loop(long long total, F&& body) {
     }
 }
 
+// Block-stride loop over the planes [0, nplanes) of a per-plane kernel (gridDim.x blocks step
+// over the planes, gridDim.y blocks share one plane's pixels), calling body(pl): 32-bit like
+// fc_grid_loop whenever nplanes (plus one grid's stride) fits, so decoding the plane's indices
+// costs a few instructions instead of two 64-bit divisions per thread.
+template <typename F>
+__device__ __forceinline__ void fc_plane_loop(long long nplanes, F&& body) {
+    if (nplanes + gridDim.x <= 0x7fffffffLL) {
+        const int n = (int)nplanes;
+        for (int pl = blockIdx.x; pl < n; pl += gridDim.x) body(pl);
+    } else {
+        for (long long pl = blockIdx.x; pl < nplanes; pl += gridDim.x) body(pl);
+    }
+}
+
 // 0 <= v < n in one comparison (a negative int becomes a huge unsigned).
 __device__ __forceinline__ bool fc_in_range(int v, int n) { return (unsigned)v < (unsigned)n; }
 

@@ -62,12 +62,11 @@ __global__ void conv2d_depthwise_fwd(const T* __restrict__ x, const T* __restric
     const int kh = KH_ > 0 ? KH_ : KH, kw = KW_ > 0 ? KW_ : KW;
     const int mult = O / C;
     const int plane = Ho * Wo;  // < 2^31: checked by the caller
-    const long long nplanes = (long long)N * O;
-    for (long long pl = blockIdx.x; pl < nplanes; pl += gridDim.x) {
+    fc_plane_loop((long long)N * O, [&](auto pl) {
         const int o = (int)(pl % O);
-        const T* xp = x + ((pl / O) * C + o / mult) * (long long)H * W;
+        const T* xp = x + ((long long)(pl / O) * C + o / mult) * H * W;
         const T* wp = w + (long long)o * kh * kw;
-        T* yp = y + pl * plane;
+        T* yp = y + (long long)pl * plane;
         T wr[KMAX];
         if (IN_REGS) {
 #pragma unroll
@@ -92,7 +91,7 @@ __global__ void conv2d_depthwise_fwd(const T* __restrict__ x, const T* __restric
             }
             yp[q] = acc;
         }
-    }
+    });
 }
 
 // Input gradient dx = C^T dy (= the transposed convolution) in the gather form: one thread per

@@ -11,27 +11,27 @@
 
 // One block row per column-matrix row (b, r): gridDim.x steps over the B*C*KH*KW rows, gridDim.y
 // blocks share a row's Ho*Wo pixels; consecutive threads write consecutive pixels (coalesced).
-// The row's channel and tap are decoded once per row, a pixel with one 32-bit division: one
-// thread per element decoding its whole index was bound by integer division (0.68 ms for a1's
-// 267 MB of columns on an H200, about 0.4 TB/s).
+// The row's channel and tap are decoded once per row (in 32 bits where the row count fits), a
+// pixel with one 32-bit division, and the launch gives each thread several pixels of its row:
+// one thread per element decoding its whole index in 64 bits was bound by integer division
+// (0.68 ms for a1's 267 MB of columns on an H200, about 0.4 TB/s).
 template <typename T>
 __global__ void im2col_kernel(const T* __restrict__ x, T* __restrict__ cols, int B, int C, int H, int W,
                               int Ho, int Wo, int KH, int KW, int sh, int sw, int dh, int dw, int ph, int pw) {
     const int P = Ho * Wo, R = C * KH * KW;  // P < 2^31: checked by the caller
-    const long long rows = (long long)B * R;
-    for (long long row = blockIdx.x; row < rows; row += gridDim.x) {
+    fc_plane_loop((long long)B * R, [&](auto row) {
         const int r = (int)(row % R);
-        const long long b = row / R;
+        const auto b = row / R;
         const int j = r % KW, i = (r / KW) % KH, c = r / (KW * KH);
-        const T* xp = x + (b * C + c) * (long long)H * W;
-        T* dst = cols + row * P;
+        const T* xp = x + ((long long)b * C + c) * H * W;
+        T* dst = cols + (long long)row * P;
         const int dy0 = i * dh - ph, dx0 = j * dw - pw;
         for (int q = blockIdx.y * blockDim.x + threadIdx.x; q < P; q += gridDim.y * blockDim.x) {
             const int yo = q / Wo, xo = q - yo * Wo;
             const int iy = yo * sh + dy0, ix = xo * sw + dx0;
             dst[q] = (fc_in_range(iy, H) && fc_in_range(ix, W)) ? xp[(long long)iy * W + ix] : T(0);
         }
-    }
+    });
 }
 
 // col2im in the gather form: one thread per dx element sums the column entries of every tap
