@@ -8,7 +8,8 @@ float32, TF32 off, CUDA events, compilation excluded, ms as median/min):
               each on the forward and input-gradient GEMMs (e, the transposed convolution, is
               an input gradient), with the relative error against ``algo='im2col'`` (cuBLAS).
 ``wgrad``     the implicit-GEMM weight gradient for every shipped tile and split count
-              (kernel alone, and with the sum of the partial tiles), against the rule's pick.
+              (kernel alone, and with the sum of the partial tiles), against the rule's pick
+              (``wgrad-rule``: the rule's pick alone).
 ``winograd``  F(2x2, 3x3) in its parts: filter transform, input transform, batched GEMM,
               output transform, and the whole call against the implicit GEMM.
 ``planes``    the per-plane kernels (im2col columns, depthwise forward) for several
@@ -38,23 +39,29 @@ from fastconv.backends import _cuda_src as src, cuda as cb  # noqa: E402
 #: The batch of every case (``--n``; the benchmark's N=64 by default).
 BATCH = 64
 
-#: (BM, BN, BK, TM, TN): the shipped three first, then the candidates.
-CANDIDATES = [
-    (128, 128, 8, 8, 8), (64, 128, 8, 4, 8), (32, 256, 8, 4, 8),
-    (128, 128, 16, 8, 8), (64, 128, 16, 4, 8), (128, 64, 8, 8, 4), (64, 64, 8, 4, 4), (64, 64, 16, 4, 4),
-    (64, 256, 8, 8, 8), (64, 256, 16, 8, 8), (128, 256, 8, 8, 8), (256, 128, 8, 8, 8), (32, 128, 8, 4, 4),
-    (32, 128, 16, 4, 4),
-]
+#: (BM, BN, BK, TM, TN, STAGE): the shipped tiles with the register-tile epilogue (STAGE 0) and
+#: the shared-memory staged one (1), then other candidates.
+SHIPPED = [t + (stage,) for stage in (0, 1) for t in src.IGEMM_TILES["float32"].values()]
+CANDIDATES = SHIPPED + [(64, 256, 16, 8, 8, 0), (64, 256, 16, 8, 8, 1), (128, 64, 16, 8, 4, 1)]
+#: Shapes besides the anchors for the Winograd-or-not threshold (C_in, C_out, H, as ANCHORS'):
+#: where between a2's 3 input channels (Winograd 2.5x slower) and a1's 64 (1.4x faster) it turns.
+WINOGRAD_SHAPES = {"w8": (8, 8, 112, 3, 1, 1, 1, False, None), "w16": (16, 16, 112, 3, 1, 1, 1, False, None),
+                   "w16-64": (16, 64, 56, 3, 1, 1, 1, False, None), "w32": (32, 32, 56, 3, 1, 1, 1, False, None)}
+gb.ANCHORS.update(WINOGRAD_SHAPES)
 CASES = [("a1", "forward"), ("a2", "forward"), ("a3", "forward"), ("b", "forward"), ("c", "forward"),
          ("e", "grad_input"), ("a1", "grad_input"), ("a3", "grad_input")]
 
 
 def name(t) -> str:
-    return f"igemm_conv<float,{t[0]},{t[1]},{t[2]},{t[3]},{t[4]}>"
+    return f"igemm_conv<float,{t[0]},{t[1]},{t[2]},{t[3]},{t[4]},{t[5]}>"
+
+
+def label(t) -> str:
+    return f"{t[0]}x{t[1]}x{t[2]} {t[3]}x{t[4]}" + (" staged" if t[5] else "")
 
 
 def launch_fn(kern, tile, plan, ktab, phases, inp, w, out, groups):
-    bm, bn, _, tm, tn = tile
+    bm, bn, _, tm, tn = tile[:5]
     grid = (-(-plan.max_p // bn), -(-plan.M // bm), groups * plan.nphase)
     scalars = tuple(np.int64(v) if n.endswith(":ll") else np.int32(v)
                     for n, v in zip(src.IGEMM_SCALARS, plan.scalars))
@@ -68,7 +75,7 @@ def sweep(lines, budget_s):
     kerns = {c: mod.get_function(name(c)) for c in CANDIDATES}
     lines.append("## Implicit-GEMM tile sweep (ERR: rel err >= 1e-4 vs im2col)\n")
     lines.append(f"Compiled {len(CANDIDATES)} tiles in {time.perf_counter() - t:.1f} s.\n")
-    lines.append("| case | M | P (max phase) | " + " | ".join(f"{c[0]}x{c[1]}x{c[2]} {c[3]}x{c[4]}" for c in CANDIDATES)
+    lines.append("| case | M | P (max phase) | " + " | ".join(label(c) for c in CANDIDATES)
                  + " | best |")
     lines.append("|---|---:|---:|" + "---:|" * (len(CANDIDATES) + 1))
     rng = np.random.default_rng(0)
@@ -105,12 +112,13 @@ def sweep(lines, budget_s):
             cells.append(f"{med:.3f}/{mn:.3f}{flag}")
             if not flag and (best is None or med < best[0]):
                 best = (med, c)
-        b = f"{best[1][0]}x{best[1][1]}x{best[1][2]} {best[1][3]}x{best[1][4]}" if best else "-"
+        b = label(best[1]) if best else "-"
         lines.append(f"| {anchor} {mode} | {plan.M} | {plan.max_p} | " + " | ".join(cells) + f" | {b} |")
 
 
-def wgrad_sweep(lines, budget_s):
-    lines.append("\n## Implicit-GEMM weight gradient: tile x split (ms kernel / with the sum)\n")
+def wgrad_sweep(lines, budget_s, table=True):
+    lines.append("\n## Implicit-GEMM weight gradient" + (": tile x split (ms kernel / with the sum)\n" if table else
+                                                          ": the rule's pick\n"))
     dev = cp.cuda.Device().id
     tiles = list(src.IGEMM_TILES["float32"])
     rng = np.random.default_rng(2)
@@ -130,6 +138,8 @@ def wgrad_sweep(lines, budget_s):
         im2col = gb.time_gpu(lambda: cb.conv_grad_weight(x, dy, g, "im2col"), max_s=0.3)
         lines.append(f"\n{anchor}: the rule's grid {rule[1]}, nsplit {rule[4]}; whole call "
                      f"{auto[0]:.3f}/{auto[1]:.3f}, im2col's {im2col[0]:.3f}/{im2col[1]:.3f}\n")
+        if not table:
+            continue
         splits = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
         lines.append("| tile | " + " | ".join(f"split {n}" for n in splits) + " |")
         lines.append("|---|" + "---:|" * len(splits))
@@ -158,7 +168,7 @@ def winograd_parts(lines):
                  "| whole call | implicit GEMM | rel err vs igemm |")
     lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     rng = np.random.default_rng(3)
-    for anchor in ("a1", "a2", "a3"):
+    for anchor in ("a1", "a2", "a3", *WINOGRAD_SHAPES):
         x, w, g, _ = gb.setup(anchor, BATCH, rng)
         dy = cp.asarray(rng.standard_normal(g.y_shape, dtype=np.float32))
         for mode in ("forward", "grad_input"):
@@ -196,15 +206,17 @@ def winograd_parts(lines):
 
 
 def planes_sweep(lines):
-    lines.append("\n## Per-plane kernels by PLANE_PIXELS_PER_THREAD (ms median/min)\n")
-    values = [1, 2, 4, 8, 16, 32]
-    lines.append("| kernel | " + " | ".join(f"{v} px" for v in values) + " |")
+    lines.append("\n## Per-plane kernels by pixels per thread / max blocks per SM (ms median/min)\n")
+    values = [(ppt, cap) for ppt in (8, 16, 32) for cap in (None, 8, 16, 32, 64)]
+    lines.append("| kernel | " + " | ".join(f"{p} px / {c or '-'}" for p, c in values) + " |")
     lines.append("|---|" + "---:|" * len(values))
     rng = np.random.default_rng(4)
-    saved = cb.PLANE_PIXELS_PER_THREAD
+    saved = cb.PLANE_PIXELS_PER_THREAD, cb.PLANE_MAX_BLOCKS_PER_SM
     cases = []
-    for anchor in ("a1", "a3", "b"):
+    for anchor in ("a1", "a3", "b", "c"):
         x, w, g, _ = gb.setup(anchor, BATCH, rng)
+        if g.is_pointwise:  # no columns to build: c's 1x1 plane count is a3-like's, so time b's
+            continue
         B = cb._batch_tile(g, 4)
         cases.append((f"im2col columns {anchor} (B={B})", lambda x=x, g=g, B=B: cb._columns(x, g, 0, B)))
     x, w, g, _ = gb.setup("d", BATCH, rng)
@@ -212,14 +224,14 @@ def planes_sweep(lines):
     cases.append(("depthwise forward d", lambda: cb.conv_forward(x, w, g, "direct")))
     cases.append(("depthwise grad input d", lambda: cb.conv_grad_input(dy, w, g, "direct")))
     try:
-        for label, fn in cases:
+        for what, fn in cases:
             cells = []
-            for v in values:
-                cb.PLANE_PIXELS_PER_THREAD = v
-                cells.append("%.3f/%.3f" % gb.time_gpu(fn, max_s=0.2))
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+            for ppt, cap in values:
+                cb.PLANE_PIXELS_PER_THREAD, cb.PLANE_MAX_BLOCKS_PER_SM = ppt, cap
+                cells.append("%.3f/%.3f" % gb.time_gpu(fn, max_s=0.15))
+            lines.append(f"| {what} | " + " | ".join(cells) + " |")
     finally:
-        cb.PLANE_PIXELS_PER_THREAD = saved
+        cb.PLANE_PIXELS_PER_THREAD, cb.PLANE_MAX_BLOCKS_PER_SM = saved
 
 
 def breakdown(lines):
@@ -256,6 +268,7 @@ def breakdown(lines):
 
 SECTIONS = {
     "wgrad": wgrad_sweep,
+    "wgrad-rule": lambda lines, budget: wgrad_sweep(lines, budget, table=False),
     "winograd": lambda lines, budget: winograd_parts(lines),
     "planes": lambda lines, budget: planes_sweep(lines),
     "im2col": lambda lines, budget: breakdown(lines),

@@ -27,8 +27,8 @@ Algorithms:
                          are summed in a fixed order (``igemm_wgrad``).
     ``'winograd'``       ``winograd.cu``: F(2x2, 3x3) for dense 3x3 stride-1 convolutions (forward
                          and input gradient): filter, input and output transforms around one
-                         batched cuBLAS GEMM of 16 products (2.25x fewer multiply-adds). Not
-                         chosen by ``auto`` (not yet timed on a GPU); the autotuner times it.
+                         batched cuBLAS GEMM of 16 products (2.25x fewer multiply-adds). ``auto``
+                         takes it for dense 3x3 stride-1 layers of 32 channels and more.
 
 Every kernel is deterministic (fixed reduction orders, no atomics), so two runs agree bit for
 bit. cuBLAS follows CuPy's TF32 setting (off unless ``CUPY_TF32=1``).
@@ -69,13 +69,24 @@ ALGOS = ("direct", "im2col", "implicit_gemm", "winograd")
 
 #: Threads per block of the one-thread-per-element kernels.
 BLOCK = 256
+#: The implicit-GEMM weight gradient's tile height cap, blocks per SM its split aims at, and the
+#: fewest K steps in a chunk (bench/gpu_sweep.py's tile x split table on an H200: a3's 256 rows
+#: ran 0.63 ms in 64x128 tiles split 16 ways against 0.73 ms in the 128x128 tiles of the old rule;
+#: 5-10 blocks per SM and chunks of 25-100 steps were best on every anchor).
+WGRAD_MAX_ROWS = 64
+WGRAD_BLOCKS_PER_SM = 8
+WGRAD_MIN_STEPS = 32
+#: ``auto`` takes Winograd for dense 3x3 stride-1 convolutions from this many channels (in and out).
+WINOGRAD_MIN_CHANNELS = 32
 #: Bytes the im2col column buffer may take; the batch is tiled to fit (at least one image).
 WORKSPACE_BYTES = 256 * 1024 * 1024
 _MAX_GRID = 1 << 24  # grid-stride kernels cover the rest
 #: Pixels each thread of a per-plane kernel (im2col, depthwise) takes, and the blocks per SM
 #: below which planes are shared by more blocks anyway (``_launch_planes``).
-PLANE_PIXELS_PER_THREAD = 8
+PLANE_PIXELS_PER_THREAD = 16
 PLANE_MIN_BLOCKS_PER_SM = 8
+#: At most this many blocks per SM step over the planes (None: one block row per plane).
+PLANE_MAX_BLOCKS_PER_SM = None
 _i32 = np.int32
 
 
@@ -122,9 +133,11 @@ def _launch_planes(module: str, expr: str, nplanes: int, plane: int, args, dtype
         raise ValueError(f"{expr}: a plane of {plane} pixels does not fit the kernel's 32-bit pixel index")
     if nplanes > 0 and plane > 0:
         block = min(BLOCK, 32 * -(-plane // 32))
-        wanted = -(-PLANE_MIN_BLOCKS_PER_SM * _sm_count(cupy.cuda.Device().id) // nplanes)
+        sms = _sm_count(cupy.cuda.Device().id)
+        wanted = -(-PLANE_MIN_BLOCKS_PER_SM * sms // nplanes)
         per_plane = min(max(-(-plane // (block * PLANE_PIXELS_PER_THREAD)), wanted), -(-plane // block))
-        grid = (min(nplanes, (1 << 31) - 1), min(per_plane, 65535))
+        rows = nplanes if PLANE_MAX_BLOCKS_PER_SM is None else -(-PLANE_MAX_BLOCKS_PER_SM * sms // per_plane)
+        grid = (min(nplanes, rows, (1 << 31) - 1), min(per_plane, 65535))
         _kernel(module, expr, dtype)(grid, (block,), args)
 
 
@@ -149,14 +162,20 @@ def choose_algo(geom: ConvGeometry) -> str:
     """The rule behind ``algo='auto'`` on the GPU.
 
     direct for depthwise convolutions and tiny GEMMs (fewer than 4 output channels per group or
-    a reduction shorter than 8: a GEMM tile would mostly idle), the implicit GEMM elsewhere (an
-    RGB stem such as 3->64 3x3 still has a 27-long reduction and 64 rows: a GEMM). A pointwise
-    1x1 convolution takes the implicit GEMM too: on an H200 its 64x64 tile ran anchor c in
+    a reduction shorter than 8: a GEMM tile would mostly idle); Winograd for dense 3x3 stride-1
+    convolutions with at least WINOGRAD_MIN_CHANNELS channels in and out (on an H200: a1 0.45 ms
+    against the implicit GEMM's 0.62, a3 0.28 against 0.67, but the 3 -> 64 stem a2 2.7 against
+    1.1: with 3 input channels its GEMMs are all traffic); the implicit GEMM elsewhere (an RGB
+    stem such as 3->64 3x3 still has a 27-long reduction and 64 rows: a GEMM). A pointwise 1x1
+    convolution takes the implicit GEMM too: on an H200 its 64x64 tile ran anchor c in
     0.09 ms, cuBLAS's batched GEMM on the same arrays in 0.19 ms.
+    The same choice serves both gradients (Winograd's weight gradient is the implicit GEMM's).
     """
     Cg, Og = geom.C_in // geom.groups, geom.C_out // geom.groups
     if Cg == 1 or Og < 4 or Cg * geom.kernel[0] * geom.kernel[1] < 8:
         return "direct"
+    if geom.is_winograd_3x3 and min(geom.C_in, geom.C_out) >= WINOGRAD_MIN_CHANNELS:
+        return "winograd"
     return "implicit_gemm"
 
 
@@ -211,19 +230,20 @@ def _wgrad_launch(device_id: int, g: ConvGeometry, dtype_name: str, tile: str = 
     """(kernel, grid, block, trailing arguments, nsplit) of the implicit-GEMM weight gradient.
 
     dw's GEMM (Og x Cg*KH*KW per group) has few tiles, its reduction (N*Ho*Wo) many steps: the
-    reduction is cut into ``nsplit`` chunks of whole K steps, enough for IGEMM_MIN_BLOCKS_PER_SM
-    blocks per SM, each chunk at least 16 steps long, the partial tiles within WORKSPACE_BYTES.
+    reduction is cut into ``nsplit`` chunks of whole K steps, enough for WGRAD_BLOCKS_PER_SM
+    blocks per SM, each chunk at least WGRAD_MIN_STEPS steps long, the partial tiles within
+    WORKSPACE_BYTES. The tile is at most WGRAD_MAX_ROWS tall.
     ``tile`` and ``nsplit`` override the rule (``bench/gpu_sweep.py`` times the alternatives).
     """
     plan = src.igemm_plan(g, "forward")
     M, K, P = plan.M, int(plan.phases[0][1]), plan.max_p
-    tile = tile or src.igemm_tile(dtype_name, M)  # the tallest tile M needs: the split fills the GPU
+    tile = tile or src.igemm_tile(dtype_name, min(M, WGRAD_MAX_ROWS))
     bm, bn, bk, tm, tn = src.IGEMM_TILES[dtype_name][tile]
     if nsplit is None:
         tiles = -(-M // bm) * -(-K // bn) * g.groups
         w_bytes = g.C_out * K * np.dtype(dtype_name).itemsize
-        nsplit = max(1, min(-(-src.IGEMM_MIN_BLOCKS_PER_SM * _sm_count(device_id) // tiles),
-                            -(-P // (16 * bk)), WORKSPACE_BYTES // max(w_bytes, 1)))
+        nsplit = max(1, min(-(-WGRAD_BLOCKS_PER_SM * _sm_count(device_id) // tiles),
+                            -(-P // (WGRAD_MIN_STEPS * bk)), WORKSPACE_BYTES // max(w_bytes, 1)))
     per_split = -(-P // nsplit)
     chunk = max(1, -(-per_split // bk)) * bk          # whole K steps
     nsplit = max(1, -(-P // chunk))

@@ -93,7 +93,7 @@ __device__ __forceinline__ void fc_igemm_mainloop(int nk, const T (&As)[2][BK][B
 // accumulators plus prefetch registers need 145 (BK=8) to 191 (BK=16); capping at 128 spills.
 #define FC_IGEMM_BOUNDS __launch_bounds__((BM / TM) * (BN / TN), (TM * TN >= 64 ? 1 : 2))
 
-template <typename T, int BM, int BN, int BK, int TM, int TN>
+template <typename T, int BM, int BN, int BK, int TM, int TN, int STAGE>
 __global__ void FC_IGEMM_BOUNDS
 igemm_conv(const T* __restrict__ in, const T* __restrict__ w, T* __restrict__ out,
            const int4* __restrict__ ktab, const int* __restrict__ phases,
@@ -107,8 +107,12 @@ igemm_conv(const T* __restrict__ in, const T* __restrict__ w, T* __restrict__ ou
     constexpr int B_ROWS = NT / BN;      // B-tile rows between two loads of one thread
     static_assert(NT % BN == 0 && (BM * BK) % NT == 0 && BK % B_ROWS == 0, "tile shape");
 
-    __shared__ __align__(16) T As[2][BK][BM + FC_IGEMM_PAD];
-    __shared__ __align__(16) T Bs[2][BK][BN + FC_IGEMM_PAD];
+    // One shared buffer: the main loop's A and B tiles, then (STAGE) half the output tile.
+    constexpr int A_SIZE = 2 * BK * (BM + FC_IGEMM_PAD), B_SIZE = 2 * BK * (BN + FC_IGEMM_PAD);
+    constexpr int S_SIZE = STAGE ? (BM / 2) * (BN + FC_IGEMM_PAD) : 0;
+    __shared__ __align__(16) T smem[A_SIZE + B_SIZE > S_SIZE ? A_SIZE + B_SIZE : S_SIZE];
+    auto& As = *reinterpret_cast<T(*)[2][BK][BM + FC_IGEMM_PAD]>(smem);
+    auto& Bs = *reinterpret_cast<T(*)[2][BK][BN + FC_IGEMM_PAD]>(smem + A_SIZE);
 
     const int g = blockIdx.z / nphase;
     const int* ph = phases + 6 * (blockIdx.z % nphase);
@@ -172,6 +176,37 @@ igemm_conv(const T* __restrict__ in, const T* __restrict__ w, T* __restrict__ ou
     fc_igemm_mainloop<T, BM, BN, BK, TM, TN>((K + BK - 1) / BK, As, Bs, acc, load, store);
 
     const int tr = tid / (BN / TN), tc = tid % (BN / TN);
+    if (STAGE) {
+        // Through shared memory, half the tile's rows at a time: a warp then writes 32
+        // consecutive pixels of one output row (coalesced), where the register tile's own
+        // stores put a warp's lanes TN / 2 pixels apart; each thread decodes one pixel, not TN.
+        auto& S = *reinterpret_cast<T(*)[BM / 2][BN + FC_IGEMM_PAD]>(smem);
+        constexpr int S_ROWS = NT / BN;  // output rows one pass of the block writes
+        const int pj = p0 + pb;
+        T* dst = nullptr;
+        if (pj < P) {
+            const int n = pj / P_img, r = pj - n * P_img;
+            const int u = r / PV, v = r - u * PV;
+            dst = out + n * out_img + (long long)(u * tu + oy0) * Wout + (v * tv + ox0);
+        }
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+#pragma unroll
+            for (int i = 0; i < TM / 2; ++i)
+#pragma unroll
+                for (int j = 0; j < TN; ++j) S[tr * (TM / 2) + i][fc_igemm_row<BN, TN>(tc, j)] = acc[h * (TM / 2) + i][j];
+            __syncthreads();
+            if (dst) {
+#pragma unroll 4
+                for (int r = kb; r < BM / 2; r += S_ROWS) {
+                    const int m = m0 + h * (BM / 2) + r;
+                    if (m < M) dst[(long long)m * out_plane] = S[r][pb];
+                }
+            }
+            __syncthreads();
+        }
+        return;
+    }
 #pragma unroll
     for (int j = 0; j < TN; ++j) {
         const int pj = p0 + fc_igemm_row<BN, TN>(tc, j);
