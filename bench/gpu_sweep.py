@@ -39,10 +39,8 @@ from fastconv.backends import _cuda_src as src, cuda as cb  # noqa: E402
 #: The batch of every case (``--n``; the benchmark's N=64 by default).
 BATCH = 64
 
-#: (BM, BN, BK, TM, TN, STAGE): the shipped tiles with the register-tile epilogue (STAGE 0) and
-#: the shared-memory staged one (1), then other candidates.
-SHIPPED = [t + (stage,) for stage in (0, 1) for t in src.IGEMM_TILES["float32"].values()]
-CANDIDATES = SHIPPED + [(64, 256, 16, 8, 8, 0), (64, 256, 16, 8, 8, 1), (128, 64, 16, 8, 4, 1)]
+#: (BM, BN, BK, TM, TN): the shipped tiles, then other candidates.
+CANDIDATES = list(src.IGEMM_TILES["float32"].values()) + [(64, 256, 16, 8, 8), (128, 64, 16, 8, 4)]
 #: Shapes besides the anchors for the Winograd-or-not threshold (C_in, C_out, H, as ANCHORS'):
 #: where between a2's 3 input channels (Winograd 2.5x slower) and a1's 64 (1.4x faster) it turns.
 WINOGRAD_SHAPES = {"w8": (8, 8, 112, 3, 1, 1, 1, False, None), "w16": (16, 16, 112, 3, 1, 1, 1, False, None),
@@ -53,15 +51,15 @@ CASES = [("a1", "forward"), ("a2", "forward"), ("a3", "forward"), ("b", "forward
 
 
 def name(t) -> str:
-    return f"igemm_conv<float,{t[0]},{t[1]},{t[2]},{t[3]},{t[4]},{t[5]}>"
+    return f"igemm_conv<float,{t[0]},{t[1]},{t[2]},{t[3]},{t[4]}>"
 
 
 def label(t) -> str:
-    return f"{t[0]}x{t[1]}x{t[2]} {t[3]}x{t[4]}" + (" staged" if t[5] else "")
+    return f"{t[0]}x{t[1]}x{t[2]} {t[3]}x{t[4]}"
 
 
 def launch_fn(kern, tile, plan, ktab, phases, inp, w, out, groups):
-    bm, bn, _, tm, tn = tile[:5]
+    bm, bn, _, tm, tn = tile
     grid = (-(-plan.max_p // bn), -(-plan.M // bm), groups * plan.nphase)
     scalars = tuple(np.int64(v) if n.endswith(":ll") else np.int32(v)
                     for n, v in zip(src.IGEMM_SCALARS, plan.scalars))
@@ -206,17 +204,15 @@ def winograd_parts(lines):
 
 
 def planes_sweep(lines):
-    lines.append("\n## Per-plane kernels by pixels per thread / max blocks per SM (ms median/min)\n")
-    values = [(ppt, cap) for ppt in (8, 16, 32) for cap in (None, 8, 16, 32, 64)]
-    lines.append("| kernel | " + " | ".join(f"{p} px / {c or '-'}" for p, c in values) + " |")
+    lines.append("\n## Per-plane kernels by PLANE_PIXELS_PER_THREAD (ms median/min)\n")
+    values = [1, 4, 8, 16, 32]
+    lines.append("| kernel | " + " | ".join(f"{v} px" for v in values) + " |")
     lines.append("|---|" + "---:|" * len(values))
     rng = np.random.default_rng(4)
-    saved = cb.PLANE_PIXELS_PER_THREAD, cb.PLANE_MAX_BLOCKS_PER_SM
+    saved = cb.PLANE_PIXELS_PER_THREAD
     cases = []
-    for anchor in ("a1", "a3", "b", "c"):
+    for anchor in ("a1", "a3", "b"):
         x, w, g, _ = gb.setup(anchor, BATCH, rng)
-        if g.is_pointwise:  # no columns to build: c's 1x1 plane count is a3-like's, so time b's
-            continue
         B = cb._batch_tile(g, 4)
         cases.append((f"im2col columns {anchor} (B={B})", lambda x=x, g=g, B=B: cb._columns(x, g, 0, B)))
     x, w, g, _ = gb.setup("d", BATCH, rng)
@@ -226,12 +222,12 @@ def planes_sweep(lines):
     try:
         for what, fn in cases:
             cells = []
-            for ppt, cap in values:
-                cb.PLANE_PIXELS_PER_THREAD, cb.PLANE_MAX_BLOCKS_PER_SM = ppt, cap
+            for v in values:
+                cb.PLANE_PIXELS_PER_THREAD = v
                 cells.append("%.3f/%.3f" % gb.time_gpu(fn, max_s=0.15))
             lines.append(f"| {what} | " + " | ".join(cells) + " |")
     finally:
-        cb.PLANE_PIXELS_PER_THREAD, cb.PLANE_MAX_BLOCKS_PER_SM = saved
+        cb.PLANE_PIXELS_PER_THREAD = saved
 
 
 def breakdown(lines):

@@ -44,10 +44,6 @@ IGEMM_TILES = {
 #: 1.12x and 1.2x slower than with 64x64 tiles.
 IGEMM_MIN_BLOCKS_PER_SM = 4
 
-#: igemm_conv writes its output tile through shared memory (coalesced rows) instead of from
-#: the register tile directly.
-IGEMM_STAGED_EPILOGUE = False
-
 #: Depthwise kernel sizes compiled with the taps unrolled; other sizes use the (0, 0) kernel.
 DEPTHWISE_FIXED = ((3, 3), (5, 5))
 
@@ -71,8 +67,7 @@ def ctype(dtype) -> str:
 def igemm_name(dtype, tile: str, kernel: str = "igemm_conv") -> str:
     """The name expression of ``kernel`` (igemm_conv or igemm_wgrad) with ``tile``."""
     bm, bn, bk, tm, tn = IGEMM_TILES[getattr(dtype, "name", str(dtype))][tile]
-    stage = f",{int(IGEMM_STAGED_EPILOGUE)}" if kernel == "igemm_conv" else ""
-    return f"{kernel}<{ctype(dtype)},{bm},{bn},{bk},{tm},{tn}{stage}>"
+    return f"{kernel}<{ctype(dtype)},{bm},{bn},{bk},{tm},{tn}>"
 
 
 def depthwise_name(dtype, kh: int, kw: int) -> str:
