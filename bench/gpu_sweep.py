@@ -201,6 +201,27 @@ def winograd_parts(lines):
             err = gb.rel_err(whole(), ig())
             lines.append(f"| {anchor} | {mode} | " + " | ".join(f"{m:.3f}/{n:.3f}" for m, n in parts)
                          + f" | {err:.1e} |")
+        # the weight gradient F(3x3, 2x2): dy's tile transform in the filter column, the GEMM
+        # with CuPy's copy of V^T, dw's transform in the output column (whole batch, one tile)
+        th, tw = -(-g.out_size[0] // 2), -(-g.out_size[1] // 2)
+        Y = cp.empty((16, g.C_out, g.N * th * tw), cp.float32)
+        dw = cp.empty(g.w_shape, cp.float32)
+        f_in = lambda: cb._winograd_tiles(x, 0, g.N, th, tw, (g.padding[0][0], g.padding[1][0]))  # noqa: E731
+        f_dy = lambda: cb._launch_elementwise("winograd", "winograd_dy<float>", Y[0].size,  # noqa: E731
+                                              (dy, Y, i32(g.N), i32(g.C_out), i32(g.out_size[0]),
+                                               i32(g.out_size[1]), i32(th), i32(tw)), cp.float32)
+        V = f_in()
+        f_dy()
+        f_mm = lambda: cp.matmul(Y, cp.swapaxes(V, 1, 2))  # noqa: E731
+        Mw = f_mm()
+        f_dw = lambda: cb._launch_elementwise("winograd", "winograd_dw<float>", g.C_out * g.C_in,  # noqa: E731
+                                              (Mw, dw, i32(g.C_out), i32(g.C_in)), cp.float32)
+        whole = lambda: cb.conv_grad_weight(x, dy, g, "winograd")  # noqa: E731
+        ig = lambda: cb.conv_grad_weight(x, dy, g, "implicit_gemm")  # noqa: E731
+        parts = [gb.time_gpu(f, max_s=0.2) for f in (f_dy, f_in, f_mm, f_dw, whole, ig)]
+        err = gb.rel_err(whole(), ig())
+        lines.append(f"| {anchor} | grad_weight (dy / input / GEMM + V^T copy / dw) | "
+                     + " | ".join(f"{m:.3f}/{n:.3f}" for m, n in parts) + f" | {err:.1e} |")
 
 
 def planes_sweep(lines):

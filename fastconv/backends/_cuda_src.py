@@ -90,7 +90,8 @@ def name_expressions(module: str, dtype) -> tuple[str, ...]:
     if module == "pool":
         return (f"max_pool2d_fwd<{t}>", f"max_pool2d_bwd<{t}>", f"avg_pool2d_fwd<{t}>", f"avg_pool2d_bwd<{t}>")
     if module == "winograd":
-        return (f"winograd_weight<{t}>", f"winograd_input<{t}>", f"winograd_output<{t}>")
+        return (f"winograd_weight<{t}>", f"winograd_input<{t}>", f"winograd_output<{t}>", f"winograd_dy<{t}>",
+                f"winograd_dw<{t}>")
     raise ValueError(f"unknown CUDA module {module!r}; expected one of {tuple(MODULES)}")
 
 

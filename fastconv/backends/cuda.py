@@ -27,8 +27,10 @@ Algorithms:
                          are summed in a fixed order (``igemm_wgrad``).
     ``'winograd'``       ``winograd.cu``: F(2x2, 3x3) for dense 3x3 stride-1 convolutions (forward
                          and input gradient): filter, input and output transforms around one
-                         batched cuBLAS GEMM of 16 products (2.25x fewer multiply-adds). ``auto``
-                         takes it for dense 3x3 stride-1 layers of 64 channels and more.
+                         batched cuBLAS GEMM of 16 products (2.25x fewer multiply-adds); the
+                         weight gradient is its transposition F(3x3, 2x2), 16 GEMMs reducing
+                         over the tiles. ``auto`` takes it for dense 3x3 stride-1 layers of 64
+                         channels and more.
 
 Every kernel is deterministic (fixed reduction orders, no atomics), so two runs agree bit for
 bit. cuBLAS follows CuPy's TF32 setting (off unless ``CUPY_TF32=1``).
@@ -168,7 +170,7 @@ def choose_algo(geom: ConvGeometry) -> str:
     stem such as 3->64 3x3 still has a 27-long reduction and 64 rows: a GEMM). A pointwise 1x1
     convolution takes the implicit GEMM too: on an H200 its 64x64 tile ran anchor c in
     0.09 ms, cuBLAS's batched GEMM on the same arrays in 0.19 ms.
-    The same choice serves both gradients (Winograd's weight gradient is the implicit GEMM's).
+    The same choice serves both gradients.
     """
     Cg, Og = geom.C_in // geom.groups, geom.C_out // geom.groups
     if Cg == 1 or Og < 4 or Cg * geom.kernel[0] * geom.kernel[1] < 8:
@@ -180,8 +182,8 @@ def choose_algo(geom: ConvGeometry) -> str:
 
 def algos_for(geom: ConvGeometry, op: str) -> list:
     """What the autotuner times for ``op`` on ``geom``: every algorithm that applies (Winograd:
-    dense 3x3 stride-1 forward and input gradient; its weight gradient is the implicit GEMM's)."""
-    return [a for a in ALGOS if a != "winograd" or (geom.is_winograd_3x3 and op != "grad_weight")]
+    dense 3x3 stride-1 convolutions, each pass)."""
+    return [a for a in ALGOS if a != "winograd" or geom.is_winograd_3x3]
 
 
 def timing_context() -> tuple:
@@ -253,29 +255,65 @@ def _wgrad_launch(device_id: int, g: ConvGeometry, dtype_name: str, tile: str = 
 
 
 # ----------------------------------------------------------------------------- Winograd
+def _winograd_tiles(x, n0: int, b: int, th: int, tw: int, pad):
+    """V (16, C, b*th*tw): the input transform of images n0..n0+b of x, low padding ``pad``."""
+    _, C, H, W = x.shape
+    V = cupy.empty((16, C, b * th * tw), x.dtype)
+    _launch_elementwise("winograd", f"winograd_input<{src.ctype(x.dtype)}>", V[0].size,
+                        (x[n0:n0 + b], V, _i32(b), _i32(C), _i32(H), _i32(W), _i32(th), _i32(tw),
+                         _i32(pad[0]), _i32(pad[1])), x.dtype)
+    return V
+
+
+def _winograd_batch(N: int, th: int, tw: int, per_tile: int, itemsize: int) -> int:
+    """Images per batch tile: ``per_tile`` workspace elements per 2x2 tile, under WORKSPACE_BYTES."""
+    return max(1, min(N, WORKSPACE_BYTES // max(per_tile * th * tw * itemsize, 1)))
+
+
 def _winograd(x, w, out, pad, transposed: bool) -> None:
     """out = the 3x3 stride-1 correlation of x with w at low padding ``pad`` (winograd.cu):
     the filter transform, then per batch tile (under WORKSPACE_BYTES) the input transform, one
     batched GEMM of 16 (O x C) @ (C x T) products, and the output transform. ``transposed``:
     w is (C, O, 3, 3) and is read flipped (the input gradient's filters)."""
-    N, C, H, W = x.shape
+    N, C = x.shape[:2]
     O, Ho, Wo = out.shape[1:]
     th, tw = -(-Ho // 2), -(-Wo // 2)
     t = src.ctype(x.dtype)
     U = cupy.empty((16, O, C), x.dtype)
     _launch_elementwise("winograd", f"winograd_weight<{t}>", O * C,
                         (w, U, _i32(O), _i32(C), _i32(int(transposed))), x.dtype)
-    B = max(1, min(N, WORKSPACE_BYTES // max(16 * (C + O) * th * tw * x.dtype.itemsize, 1)))
+    B = _winograd_batch(N, th, tw, 16 * (C + O), x.dtype.itemsize)
     for n0 in range(0, N, B):
         b = min(B, N - n0)
-        V = cupy.empty((16, C, b * th * tw), x.dtype)
-        _launch_elementwise("winograd", f"winograd_input<{t}>", V[0].size,
-                            (x[n0:n0 + b], V, _i32(b), _i32(C), _i32(H), _i32(W), _i32(th), _i32(tw),
-                             _i32(pad[0]), _i32(pad[1])), x.dtype)
-        M = cupy.matmul(U, V)
+        M = cupy.matmul(U, _winograd_tiles(x, n0, b, th, tw, pad))
         _launch_elementwise("winograd", f"winograd_output<{t}>", M[0].size,
                             (M, out[n0:n0 + b], _i32(b), _i32(O), _i32(Ho), _i32(Wo), _i32(th), _i32(tw)),
                             x.dtype)
+
+
+def _winograd_grad_weight(x, dy, dw, pad) -> None:
+    """dw (O, C, 3, 3) of the 3x3 stride-1 convolution of x at low padding ``pad``, F(3x3, 2x2):
+    per batch tile the input transform (the forward's V) and dy's tile transform Y, and the 16
+    GEMMs Y[xi] @ V[xi]^T summed over the tiles in batch order (deterministic); then dw's
+    output transform. CuPy's batched matmul makes V^T contiguous: one more copy of V."""
+    N, C = x.shape[:2]
+    O, Ho, Wo = dy.shape[1:]
+    th, tw = -(-Ho // 2), -(-Wo // 2)
+    t = src.ctype(x.dtype)
+    B = _winograd_batch(N, th, tw, 16 * (2 * C + O), x.dtype.itemsize)
+    M = None
+    for n0 in range(0, N, B):
+        b = min(B, N - n0)
+        V = _winograd_tiles(x, n0, b, th, tw, pad)
+        Y = cupy.empty((16, O, b * th * tw), x.dtype)
+        _launch_elementwise("winograd", f"winograd_dy<{t}>", Y[0].size,
+                            (dy[n0:n0 + b], Y, _i32(b), _i32(O), _i32(Ho), _i32(Wo), _i32(th), _i32(tw)), x.dtype)
+        part = cupy.matmul(Y, cupy.swapaxes(V, 1, 2))            # (16, O, C)
+        if M is None:
+            M = part
+        else:
+            M += part
+    _launch_elementwise("winograd", f"winograd_dw<{t}>", O * C, (M, dw, _i32(O), _i32(C)), x.dtype)
 
 
 # ----------------------------------------------------------------------------- im2col helpers
@@ -399,8 +437,10 @@ def conv_grad_weight(x, dy, g: ConvGeometry, algo: str):
             _kernel("conv", f"conv2d_direct_bwd_weight<{t}>", x.dtype)((dw.size,), (BLOCK,), args)
         return dw
     if algo == "winograd":
-        check_winograd(g)  # the weight gradient itself runs the implicit GEMM
-        algo = "implicit_gemm"
+        check_winograd(g)
+        dw = cupy.empty(g.w_shape, x.dtype)
+        _winograd_grad_weight(x, dy, dw, (g.padding[0][0], g.padding[1][0]))
+        return dw
     if algo == "implicit_gemm":
         kern, grid, block, rest, nsplit = _wgrad_launch(cupy.cuda.Device().id, g, x.dtype.name)
         ws = cupy.empty((nsplit,) + g.w_shape, x.dtype)

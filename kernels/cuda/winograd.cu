@@ -15,6 +15,15 @@
 // th x tw tiles per image; tile (ty, tx) reads input rows 2*ty - ph .. +3 and writes output
 // rows 2*ty, 2*ty + 1 (those inside Ho, Wo). The input gradient is the same computation on dy,
 // with the filters transposed (C <-> O) and flipped, and the padding 2 - ph.
+//
+// The weight gradient is F(3x3, 2x2), the transposition of F(2x2, 3x3) (Lavin & Gray, section
+// 5): the 3x3 correlation of the 4x4 patch d_ct with the 2x2 tile g_ot of dy is
+//
+//   dW_oc = GT [ sum_t (A g_ot AT) .* (BT d_ct B) ] G,
+//
+// the same V as the forward's, Y (16, O, T) from dy's tiles (winograd_dy), and per position xi
+// one GEMM M[xi] (O x C) = Y[xi] (O x T) @ V[xi]^T (T x C) reducing over the tiles
+// (winograd_dw transforms M back to dw).
 #include "common.cuh"
 
 // Element idx of a (lead, B * th * tw) grid -> lead index, flat tile t and its (b, ty, tx).
@@ -138,6 +147,63 @@ __global__ void winograd_output(const T* __restrict__ Mt, T* __restrict__ y, int
             const T v0 = a[i][0] + a[i][1] + a[i][2], v1 = a[i][1] - a[i][2] - a[i][3];
             yp[(long long)yo * Wo + 2 * tx] = v0;
             if (2 * tx + 1 < Wo) yp[(long long)yo * Wo + 2 * tx + 1] = v1;
+        }
+    });
+}
+
+// One thread per (o, t): Y[xi][o][t] = (A g AT)[xi] for the 2x2 tile g of dy's channel o under
+// tile t (zeros past Ho, Wo), A = AT^T.
+template <typename T>
+__global__ void winograd_dy(const T* __restrict__ dy, T* __restrict__ Y, int B, int O, int Ho, int Wo,
+                            int th, int tw) {
+    const long long Tn = (long long)B * th * tw, total = (long long)O * Tn;
+    fc_grid_loop(total, [&](auto idx) {
+        const FcWinogradTile p = fc_winograd_tile(idx, Tn, th, tw);
+        const T* src = dy + ((long long)p.b * O + p.lead) * Ho * Wo;
+        const int y0 = 2 * p.ty, x0 = 2 * p.tx;
+        T g[2][2];
+#pragma unroll
+        for (int i = 0; i < 2; ++i)
+#pragma unroll
+            for (int j = 0; j < 2; ++j)
+                g[i][j] = (y0 + i < Ho && x0 + j < Wo) ? src[(long long)(y0 + i) * Wo + x0 + j] : T(0);
+        const T a[4][2] = {{g[0][0], g[0][1]}, {g[0][0] + g[1][0], g[0][1] + g[1][1]},  // A g
+                           {g[0][0] - g[1][0], g[0][1] - g[1][1]}, {-g[1][0], -g[1][1]}};
+        const long long plane = (long long)O * Tn;
+        T* dst = Y + idx;
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {  // (A g) AT
+            dst[(r * 4 + 0) * plane] = a[r][0];
+            dst[(r * 4 + 1) * plane] = a[r][0] + a[r][1];
+            dst[(r * 4 + 2) * plane] = a[r][0] - a[r][1];
+            dst[(r * 4 + 3) * plane] = -a[r][1];
+        }
+    });
+}
+
+// One thread per (o, c): dw[o][c] = GT m G (3x3) for the 4x4 m = M[.][o][c].
+template <typename T>
+__global__ void winograd_dw(const T* __restrict__ Mt, T* __restrict__ dw, int O, int C) {
+    const long long total = (long long)O * C;
+    fc_grid_loop(total, [&](auto idx) {
+        T m[4][4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) m[i][j] = Mt[(i * 4 + j) * total + idx];
+        T t[3][4];  // GT m
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            t[0][j] = m[0][j] + T(0.5) * (m[1][j] + m[2][j]);
+            t[1][j] = T(0.5) * (m[1][j] - m[2][j]);
+            t[2][j] = T(0.5) * (m[1][j] + m[2][j]) + m[3][j];
+        }
+        T* dst = dw + (long long)idx * 9;
+#pragma unroll
+        for (int i = 0; i < 3; ++i) {  // (GT m) G
+            dst[i * 3 + 0] = t[i][0] + T(0.5) * (t[i][1] + t[i][2]);
+            dst[i * 3 + 1] = T(0.5) * (t[i][1] - t[i][2]);
+            dst[i * 3 + 2] = T(0.5) * (t[i][1] + t[i][2]) + t[i][3];
         }
     });
 }
