@@ -90,7 +90,7 @@ def pick(backend, op: str, geom: ConvGeometry, dtype, run) -> str:
     ``run(algo)`` computes the operation with ``algo``; its result is discarded.
     """
     if not _on:
-        return backend.choose_algo(geom)
+        return backend.choose_algo(geom, op)
     key = Problem(backend.name, backend.timing_context(), op, geom, str(dtype))
     choice = _choices.get(key)
     if choice is None:

@@ -39,6 +39,19 @@ def test_off_by_default_follows_the_rule(calls):
     assert autotune.choices() == {}
 
 
+def test_off_the_rule_is_asked_per_operation(monkeypatch):
+    """Each pass asks the backend's rule with its own op (the GPU's differs for the weight gradient)."""
+    asked = []
+    real = cpu.choose_algo
+    monkeypatch.setattr(cpu, "choose_algo", lambda geom, op="forward": asked.append(op) or real(geom, op))
+    x, w = np.ones((1, 4, 9, 9)), np.ones((5, 4, 3, 3))
+    gy = np.ones((1, 5, 9, 9))
+    fastconv.conv2d(x, w, padding=1)
+    fastconv.grad.conv2d_input(x.shape, w, gy, padding=1)
+    fastconv.grad.conv2d_weight(x, w.shape, gy, padding=1)
+    assert asked == ["forward", "grad_input", "grad_weight"]
+
+
 def test_times_every_covering_algorithm_once_then_remembers(tuner, calls, rng, monkeypatch):
     # calls of tens of microseconds: one preemption can make a call GIVE_UP times the best and
     # cut its repeats short (seen once in CI); giving up has its own test below

@@ -395,6 +395,10 @@ def test_auto_rule_on_the_anchor_shapes():
     assert rule(geom((64, 64, 56, 56), (64, 64, 3, 3), 2, 1)) == "implicit_gemm"     # stride 2
     assert rule(geom((64, 256, 28, 28), (64, 256, 1, 1))) == "implicit_gemm"         # c
     assert rule(geom((64, 128, 56, 56), (128, 1, 3, 3), 1, 1, 1, 128)) == "direct"   # d
+    # Winograd's weight gradient only where its 16 GEMMs have outputs enough (a3, not a1)
+    assert rule(geom((64, 256, 14, 14), (256, 256, 3, 3), 1, 1), "grad_weight") == "winograd"
+    assert rule(geom((64, 64, 56, 56), (64, 64, 3, 3), 1, 1), "grad_weight") == "implicit_gemm"
+    assert rule(geom((64, 64, 56, 56), (64, 64, 3, 3), 1, 1), "grad_input") == "winograd"
 
 
 def test_unknown_algo_names_the_choices():

@@ -9,7 +9,8 @@ and ``geom`` is a validated :class:`~fastconv.geometry.ConvGeometry`):
     conv_grad_weight(x, dy, geom, algo) -> dw  (C_out, C_in/groups, KH, KW)
     bias_clip_(y, bias, lo, hi)         -> None: y = clip(y + bias per channel, lo, hi), in place
     clip_grad(g, y, lo, hi)             -> g where lo < y < hi, else 0 (the gradient through the clip)
-    choose_algo(geom)                   -> the algorithm ``auto`` runs by rule
+    choose_algo(geom, op='forward')     -> the algorithm ``auto`` runs by rule for op ('forward',
+                                           'grad_input' or 'grad_weight')
     algos_for(geom, op), timing_context(), synchronize()   -> what ``fastconv.autotune`` times
 
 Algorithms: ``'direct'`` (Numba loops; best for few channels and 1-D; a depthwise convolution
@@ -99,10 +100,11 @@ _X_TILE_1D = 4096
 _local = threading.local()
 
 
-def choose_algo(geom: ConvGeometry) -> str:
+def choose_algo(geom: ConvGeometry, op: str = "forward") -> str:
     """The rule behind ``algo='auto'``: direct where each output sums few products, Winograd
     for 3x3 stride-1 kernels on enough channels, FFT for large stride-1 kernels where its cost
-    model says so (``fft_pays``), GEMM elsewhere."""
+    model says so (``fft_pays``), GEMM elsewhere. The same for every ``op`` (Winograd's weight
+    gradient runs im2col)."""
     cg = geom.C_in // geom.groups
     kg = cg * geom.kernel[0] * geom.kernel[1]
     og = geom.C_out // geom.groups

@@ -82,6 +82,11 @@ WGRAD_MIN_STEPS = 32
 #: on an H200 at N=64 it tied with the implicit GEMM at 32 -> 32 channels (56x56: 0.21 against
 #: 0.22 ms) and at 16 -> 16 (112x112), lost at 8 -> 8 and on the 3 -> 64 stem, won from 64.
 WINOGRAD_MIN_CHANNELS = 64
+#: ... and its weight gradient from this many C_in x C_out weights per tap: each of its 16 GEMMs
+#: has that many outputs and a reduction over every 2x2 tile of the batch, which cuBLAS ran well
+#: on a3's 256 x 256 (0.37 ms against the implicit GEMM's 0.72) but not on a1's 64 x 64 with its
+#: 20k-long reductions (2.1 ms in the GEMMs against 0.70; 8 -> 8 to 32 -> 32 lost alike).
+WINOGRAD_GRAD_WEIGHT_MIN_OUTPUTS = 256 * 256
 #: Bytes the im2col column buffer may take; the batch is tiled to fit (at least one image).
 WORKSPACE_BYTES = 256 * 1024 * 1024
 _MAX_GRID = 1 << 24  # grid-stride kernels cover the rest
@@ -159,8 +164,9 @@ def _shape_args(g: ConvGeometry):
 
 
 # ----------------------------------------------------------------------------- algorithm choice
-def choose_algo(geom: ConvGeometry) -> str:
-    """The rule behind ``algo='auto'`` on the GPU.
+def choose_algo(geom: ConvGeometry, op: str = "forward") -> str:
+    """The rule behind ``algo='auto'`` on the GPU, for ``op`` ('forward', 'grad_input' or
+    'grad_weight').
 
     direct for depthwise convolutions and tiny GEMMs (fewer than 4 output channels per group or
     a reduction shorter than 8: a GEMM tile would mostly idle); Winograd for dense 3x3 stride-1
@@ -170,13 +176,15 @@ def choose_algo(geom: ConvGeometry) -> str:
     stem such as 3->64 3x3 still has a 27-long reduction and 64 rows: a GEMM). A pointwise 1x1
     convolution takes the implicit GEMM too: on an H200 its 64x64 tile ran anchor c in
     0.09 ms, cuBLAS's batched GEMM on the same arrays in 0.19 ms.
-    The same choice serves both gradients.
+    Both gradients follow the forward's choice, except that Winograd's weight gradient is taken
+    only from WINOGRAD_GRAD_WEIGHT_MIN_OUTPUTS weights per tap.
     """
     Cg, Og = geom.C_in // geom.groups, geom.C_out // geom.groups
     if Cg == 1 or Og < 4 or Cg * geom.kernel[0] * geom.kernel[1] < 8:
         return "direct"
     if geom.is_winograd_3x3 and min(geom.C_in, geom.C_out) >= WINOGRAD_MIN_CHANNELS:
-        return "winograd"
+        if op != "grad_weight" or geom.C_in * geom.C_out >= WINOGRAD_GRAD_WEIGHT_MIN_OUTPUTS:
+            return "winograd"
     return "implicit_gemm"
 
 
