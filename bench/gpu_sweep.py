@@ -183,15 +183,13 @@ def winograd_parts(lines):
             O, Ho, Wo = out_shape[1:]
             th, tw = -(-Ho // 2), -(-Wo // 2)
             U = cp.empty((16, O, C), cp.float32)
-            V = cp.empty((16, C, N * th * tw), cp.float32)
             out = cp.empty(out_shape, cp.float32)
             i32 = np.int32
             f_w = lambda: cb._launch_elementwise("winograd", "winograd_weight<float>", O * C,  # noqa: E731
                                                  (wt, U, i32(O), i32(C), i32(tr)), cp.float32)
-            f_in = lambda: cb._launch_elementwise("winograd", "winograd_input<float>", V[0].size,  # noqa: E731
-                                                  (inp, V, i32(N), i32(C), i32(H), i32(W), i32(th), i32(tw),
-                                                   i32(pad[0]), i32(pad[1])), cp.float32)
-            f_w(), f_in()
+            f_in = lambda: cb._winograd_tiles(inp, 0, N, th, tw, pad)  # noqa: E731
+            f_w()
+            V = f_in()
             Mt = cp.matmul(U, V)
             f_mm = lambda: cp.matmul(U, V, out=Mt)  # noqa: E731
             f_out = lambda: cb._launch_elementwise("winograd", "winograd_output<float>", Mt[0].size,  # noqa: E731
